@@ -1,0 +1,42 @@
+# pytest tests/test_collate.py
+"""CTC batch collation: pure tensor work, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+LABEL_PAD = -100  # ignored by Wav2Vec2ForCTC's loss
+
+
+class CTCCollator:
+    """Pad a list of preprocessed examples into a batch.
+
+    Args:
+        return_attention_mask: emit `attention_mask`. Only for feature extractors that return one:
+            wav2vec2-base's group-norm encoder was trained on unmasked zero padding.
+        padding_value: input padding value (the feature extractor's, 0.0).
+    """
+
+    def __init__(self, return_attention_mask: bool, padding_value: float = 0.0) -> None:
+        self.return_attention_mask = return_attention_mask
+        self.padding_value = padding_value
+
+    def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        inputs = [torch.tensor(e["input_values"], dtype=torch.float32) for e in examples]  # copies: arrow buffers are read-only
+        batch: dict[str, Any] = {
+            "input_values": pad_sequence(inputs, batch_first=True, padding_value=self.padding_value),  # (B, T)
+            "input_lengths": torch.tensor([len(x) for x in inputs]),
+            "ids": [e["id"] for e in examples],
+            "texts": [e["text"] for e in examples],
+        }
+        if self.return_attention_mask:
+            lengths = batch["input_lengths"]
+            batch["attention_mask"] = (torch.arange(batch["input_values"].shape[1])[None, :] < lengths[:, None]).long()
+        if "labels" in examples[0]:
+            labels = [torch.as_tensor(e["labels"], dtype=torch.long) for e in examples]
+            batch["labels"] = pad_sequence(labels, batch_first=True, padding_value=LABEL_PAD)  # (B, L)
+        return batch

@@ -1,0 +1,482 @@
+# python train.py data=minds14   (or data=audiofolder data.data_dir=..., data=demo)
+"""The LightningDataModule: load, split, normalise, filter, preprocess (cached) and batch speech data."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import datasets
+import lightning as L
+import numpy as np
+from datasets import Audio, Dataset, DatasetDict
+from torch.utils.data import DataLoader
+
+from asr_lightning import hub
+from asr_lightning.audio import AudioError, audio_source, load_audio
+from asr_lightning.collate import CTCCollator
+from asr_lightning.sampling import LengthGroupedBatchSampler
+from asr_lightning.text import (
+    DEFAULT_CHARS_TO_IGNORE,
+    build_processor,
+    build_vocab,
+    load_feature_extractor,
+    normalize_text,
+    oov_stats,
+    pretrained_vocab,
+)
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validation", "dev": "validation", "test": "test"}
+# The feature encoder of every released wav2vec2/HuBERT/XLS-R checkpoint: 320x downsampling, 25 ms receptive field.
+WAV2VEC2_CONV_KERNEL = (10, 3, 3, 3, 3, 2, 2)
+WAV2VEC2_CONV_STRIDE = (5, 2, 2, 2, 2, 2, 2)
+SKIP_REASONS = ("unreadable", "empty_text", "too_short", "too_long", "unalignable")
+PREPROCESSED_FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "text": datasets.Value("string"),
+        "input_values": datasets.List(datasets.Value("float32")),
+        "input_length": datasets.Value("int64"),
+        "labels": datasets.List(datasets.Value("int32")),
+        "skip": datasets.Value("string"),
+        "error": datasets.Value("string"),
+    }
+)
+
+
+class ASRDataModule(L.LightningDataModule):
+    """Speech + transcript data for CTC fine-tuning.
+
+    Args:
+        dataset: a Hub dataset id (`PolyAI/minds14`), a local dataset directory (e.g. parquet files with a
+            README `configs:` block, as on the Hub), or `audiofolder` (then `data_dir` is required).
+        config: the dataset config, e.g. a MInDS-14 language (`en-US`, `fr-FR`, `all`).
+        revision: Hub revision (commit, tag or branch) to pin for reproducibility.
+        data_dir: folder of an audiofolder dataset (audio + metadata.csv/jsonl, optional split subfolders).
+        audio_column: column holding the audio.
+        text_column: column holding the transcript.
+        id_column: column with a unique id per clip; None uses the audio path.
+        metadata_columns: columns copied into predictions (e.g. `intent_class`, `speaker`).
+        val_fraction: share of all rows held out for validation when the source has only `train`.
+        test_fraction: share of all rows held out for test when the source has only `train`.
+        split_seed: seed of that split (independent of the training seed).
+        group_column: split so that no value of this column (e.g. `speaker`) is in two splits.
+        splits_file: a `splits.json` from an earlier run, to reuse its split exactly.
+        max_samples: keep only the first N rows before splitting (like `train[:N]`).
+        chars_to_ignore: regex of characters deleted from transcripts.
+        vocab: `pretrained` (the tokenizer shipped with `pretrained`) or `train` (built from the train split).
+        pretrained: Hub id or directory of the checkpoint whose tokenizer/feature extractor to use; None
+            for a default feature extractor (random-init models).
+        return_attention_mask: for the default feature extractor only: whether the model takes masks.
+        sampling_rate: for the default feature extractor only.
+        max_oov_rate: largest share of train characters the pretrained vocab may miss before failing.
+        min_duration_s: drop shorter clips.
+        max_duration_s: drop longer clips.
+        conv_kernel: the model's feature-encoder kernels (for the CTC alignability filter).
+        conv_stride: the model's feature-encoder strides.
+        batch_size: training batch size (per device).
+        eval_batch_size: validation/test batch size (per device).
+        group_by_length: batch training examples of similar length (less padding).
+        num_workers: DataLoader workers.
+        num_proc: processes for the one-off preprocessing `map`.
+        cache_dir: datasets cache directory (default: HF_DATASETS_CACHE).
+        output_dir: where `splits.json`, `vocab.json` and `data_report.json` are written (the run dir).
+        seed: seed of the training shuffle.
+    """
+
+    def __init__(
+        self,
+        dataset: str,
+        config: str | None = None,
+        revision: str | None = None,
+        data_dir: str | None = None,
+        audio_column: str = "audio",
+        text_column: str = "transcription",
+        id_column: str | None = None,
+        metadata_columns: list[str] | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        split_seed: int = 42,
+        group_column: str | None = None,
+        splits_file: str | None = None,
+        max_samples: int | None = None,
+        chars_to_ignore: str | None = DEFAULT_CHARS_TO_IGNORE,
+        vocab: Literal["pretrained", "train"] = "pretrained",
+        pretrained: str | None = None,
+        return_attention_mask: bool = False,
+        sampling_rate: int = 16000,
+        max_oov_rate: float = 0.01,
+        min_duration_s: float = 0.5,
+        max_duration_s: float = 20.0,
+        conv_kernel: tuple[int, ...] = WAV2VEC2_CONV_KERNEL,
+        conv_stride: tuple[int, ...] = WAV2VEC2_CONV_STRIDE,
+        batch_size: int = 8,
+        eval_batch_size: int = 16,
+        group_by_length: bool = True,
+        num_workers: int = 2,
+        num_proc: int = 1,
+        cache_dir: str | None = None,
+        output_dir: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+            raise ValueError(
+                f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction} must each be in [0, 1) "
+                "and leave rows for training"
+            )
+        if vocab not in ("pretrained", "train"):
+            raise ValueError(f"data.vocab must be 'pretrained' or 'train', got {vocab!r}")
+        if vocab == "pretrained" and pretrained is None:
+            raise ValueError("data.vocab=pretrained needs data.pretrained (a checkpoint with a tokenizer)")
+        if dataset == "audiofolder" and not data_dir:
+            raise ValueError("data.dataset=audiofolder needs data.data_dir=/path/to/folder")
+        self.save_hyperparameters(logger=False)
+        self.metadata_columns = list(metadata_columns or [])
+        self.feature_extractor = None
+        self.vocab: dict[str, int] = {}
+        self.splits: dict[str, Dataset] = {}
+        self.metadata: dict[str, dict[str, dict[str, Any]]] = {}
+        self.report: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- Lightning hooks
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load, split, build the vocab and preprocess every split (once; later calls are no-ops)."""
+        if self.splits:
+            return
+        hp = self.hparams
+        self.feature_extractor = load_feature_extractor(hp.pretrained, hp.sampling_rate, hp.return_attention_mask)
+        raw = self._split(self._load())
+        texts = {split: [normalize_text(t or "", hp.chars_to_ignore) for t in ds[hp.text_column]] for split, ds in raw.items()}
+        self.vocab = self._make_vocab(texts["train"])
+        for split, ds in raw.items():
+            self.splits[split] = self._preprocess(split, ds)
+        self._write_outputs(raw)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True, batch_size=self.hparams.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", shuffle=False, batch_size=self.hparams.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False, batch_size=self.hparams.eval_batch_size)
+
+    @property
+    def collator(self) -> CTCCollator:
+        return CTCCollator(return_attention_mask=bool(self.feature_extractor.return_attention_mask))
+
+    # ---------------------------------------------------------------- loading and splitting
+
+    def _load(self) -> DatasetDict:
+        hp = self.hparams
+        if hp.dataset == "audiofolder":
+            if not Path(hp.data_dir).is_dir():
+                raise FileNotFoundError(f"data.data_dir={hp.data_dir} is not a directory (an audiofolder dataset)")
+            ds = load_audiofolder(hp.data_dir, hp.audio_column, hp.cache_dir)
+        elif Path(hp.dataset).exists():
+            ds = datasets.load_dataset(hp.dataset, name=hp.config, data_dir=hp.data_dir, cache_dir=hp.cache_dir)
+        else:
+            ds = hub.load_dataset(hp.dataset, name=hp.config, revision=hp.revision, cache_dir=hp.cache_dir)
+        for split in ds.values():
+            missing = {hp.audio_column, hp.text_column, *self.metadata_columns} - set(split.column_names)
+            missing |= {c for c in (hp.id_column, hp.group_column) if c} - set(split.column_names)
+            if missing:
+                raise KeyError(
+                    f"dataset {hp.dataset} ({hp.config or hp.data_dir}) has no column(s) {sorted(missing)}; "
+                    f"its columns are {split.column_names}: set data.audio_column/text_column/id_column/"
+                    "metadata_columns/group_column accordingly"
+                )
+        # decode=False: we decode with soundfile and resample with soxr (no torchcodec/FFmpeg).
+        return DatasetDict({k: v.cast_column(hp.audio_column, Audio(decode=False)) for k, v in ds.items()})
+
+    def _split(self, ds: DatasetDict) -> dict[str, Dataset]:
+        hp = self.hparams
+        named = {SPLIT_ALIASES[k]: v for k, v in ds.items() if k in SPLIT_ALIASES}
+        if set(named) >= {"train", "validation", "test"} and not hp.splits_file:
+            self.split_source = "predefined"
+            return {s: self._head(named[s]) for s in SPLITS}
+        # One pool of rows (MInDS-14 ships only `train`), split deterministically.
+        pool = datasets.concatenate_datasets([ds[k] for k in sorted(ds)]) if len(ds) > 1 else next(iter(ds.values()))
+        pool = self._head(pool)
+        ids = self._ids(pool)
+        if hp.splits_file:
+            self.split_source = f"file:{hp.splits_file}"
+            index = self._indices_from_file(ids)
+        else:
+            self.split_source = "random"
+            groups = pool[hp.group_column] if hp.group_column else None
+            index = split_indices(len(pool), hp.val_fraction, hp.test_fraction, hp.split_seed, groups)
+        return {s: pool.select(index[s]) for s in SPLITS}
+
+    def _head(self, ds: Dataset) -> Dataset:
+        n = self.hparams.max_samples
+        return ds.select(range(min(n, len(ds)))) if n else ds
+
+    def _ids(self, ds: Dataset) -> list[str]:
+        hp = self.hparams
+        if hp.id_column:
+            ids = [str(x) for x in ds[hp.id_column]]
+        else:
+            root = Path(hp.data_dir).resolve() if hp.data_dir else None
+            ids = [_relative(p, root) for p in _audio_paths(ds, hp.audio_column)]
+        dupes = [k for k, c in Counter(ids).items() if c > 1]
+        if dupes:
+            raise ValueError(f"ids are not unique ({len(dupes)} repeated, e.g. {dupes[:3]}): set data.id_column")
+        return ids
+
+    def _indices_from_file(self, ids: list[str]) -> dict[str, list[int]]:
+        saved = json.loads(Path(self.hparams.splits_file).read_text())
+        position = {k: i for i, k in enumerate(ids)}
+        index = {}
+        for split in SPLITS:
+            unknown = [k for k in saved[split] if k not in position]
+            if unknown:
+                raise KeyError(
+                    f"{self.hparams.splits_file}: {len(unknown)} {split} id(s) are not in the dataset "
+                    f"(e.g. {unknown[:3]}); was it made from another dataset, config or max_samples?"
+                )
+            index[split] = [position[k] for k in saved[split]]
+        return index
+
+    # ---------------------------------------------------------------- vocab and preprocessing
+
+    def _make_vocab(self, train_texts: list[str]) -> dict[str, int]:
+        hp = self.hparams
+        if hp.vocab == "train":
+            return build_vocab(train_texts)
+        vocab = pretrained_vocab(hp.pretrained)
+        rate, missing = oov_stats(train_texts, vocab)
+        if rate > hp.max_oov_rate:
+            raise ValueError(
+                f"the vocabulary of {hp.pretrained} cannot spell {rate:.1%} of the train characters of "
+                f"{hp.dataset} ({hp.config}); most common missing: {''.join(c for c, _ in missing.most_common(20))!r}. "
+                "Use data.vocab=train to build a vocabulary from the train split"
+            )
+        return vocab
+
+    def _preprocess(self, split: str, raw: Dataset) -> Dataset:
+        hp = self.hparams
+        ids = self._ids(raw)
+        columns = {c: raw[c] for c in self.metadata_columns}
+        self.metadata[split] = {k: {c: v[i] for c, v in columns.items()} for i, k in enumerate(ids)}
+        raw = raw.add_column("_id", ids) if "_id" not in raw.column_names else raw
+        fn_kwargs = {
+            "audio_column": hp.audio_column,
+            "text_column": hp.text_column,
+            "chars_to_ignore": hp.chars_to_ignore,
+            "vocab_json": json.dumps(self.vocab, sort_keys=True),
+            "fe_json": self.feature_extractor.to_json_string(),
+            "min_samples": int(hp.min_duration_s * self.feature_extractor.sampling_rate),
+            "max_samples": int(hp.max_duration_s * self.feature_extractor.sampling_rate),
+            "conv": (tuple(hp.conv_kernel), tuple(hp.conv_stride)),
+        }
+        ds = raw.map(
+            _prepare_example,
+            fn_kwargs=fn_kwargs,
+            remove_columns=raw.column_names,
+            features=PREPROCESSED_FEATURES,
+            num_proc=hp.num_proc if hp.num_proc > 1 else None,
+            desc=f"preprocess {split}",
+        )
+        skips = ds["skip"]
+        counts = Counter(s for s in skips if s)
+        skipped_ids: dict[str, list[str]] = {}
+        for i, reason in enumerate(skips):
+            if reason:
+                skipped_ids.setdefault(reason, []).append(ids[i])
+        for i in (i for i, r in enumerate(skips) if r == "unreadable"):
+            log.warning("%s: skipped unreadable audio %s: %s", split, ids[i], ds[i]["error"])
+        kept = ds.select([i for i, s in enumerate(skips) if not s]).remove_columns(["skip", "error"])
+        texts = kept["text"]
+        rate, missing = oov_stats(texts, self.vocab)
+        seconds = float(np.sum(kept["input_length"])) / self.feature_extractor.sampling_rate if len(kept) else 0.0
+        self.report[split] = {
+            "rows": len(raw),
+            "kept": len(kept),
+            "skipped": {r: counts.get(r, 0) for r in SKIP_REASONS},
+            "skipped_ids": skipped_ids,
+            "hours": round(seconds / 3600, 4),
+            "oov_char_rate": round(rate, 6),
+            "oov_chars": dict(missing.most_common()),
+        }
+        log.info(
+            "%s: %d/%d clips kept (%.2f h); skipped %s; out-of-vocabulary characters %.3f%%",
+            split, len(kept), len(raw), seconds / 3600, dict(counts) or "none", 100 * rate,
+        )  # fmt: skip
+        if split == "train" and len(kept) == 0:
+            raise ValueError(f"no usable training clips in {self.hparams.dataset}: see the skip counts above")
+        return kept
+
+    def _write_outputs(self, raw: dict[str, Dataset]) -> None:
+        if not self.hparams.output_dir:
+            return
+        out = Path(self.hparams.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        splits = {s: self._ids(raw[s]) for s in SPLITS}
+        splits["_meta"] = {
+            "dataset": self.hparams.dataset, "config": self.hparams.config, "revision": self.hparams.revision,
+            "split_seed": self.hparams.split_seed, "source": self.split_source,
+            "val_fraction": self.hparams.val_fraction, "test_fraction": self.hparams.test_fraction,
+            "group_column": self.hparams.group_column, "max_samples": self.hparams.max_samples,
+        }  # fmt: skip
+        (out / "splits.json").write_text(json.dumps(splits, indent=1))
+        (out / "vocab.json").write_text(json.dumps(self.vocab, indent=1, ensure_ascii=False))
+        (out / "data_report.json").write_text(json.dumps(self.report, indent=1, ensure_ascii=False))
+
+    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
+        ds = self.splits[split].with_format("numpy", columns=["input_values", "labels"], output_all_columns=True)
+        trainer = self.trainer
+        sampler = LengthGroupedBatchSampler(
+            self.splits[split]["input_length"],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            group_by_length=self.hparams.group_by_length,
+            seed=self.hparams.seed,
+            num_replicas=trainer.world_size if trainer else 1,
+            rank=trainer.global_rank if trainer else 0,
+        )
+        workers = self.hparams.num_workers
+        return DataLoader(
+            ds, batch_sampler=sampler, collate_fn=self.collator, num_workers=workers, persistent_workers=workers > 0
+        )
+
+
+def load_audiofolder(data_dir: str | Path, audio_column: str = "audio", cache_dir: str | None = None) -> DatasetDict:
+    """Load a folder in the datasets "audiofolder" layout without decoding (or encoding) any audio.
+
+    `metadata.csv` or `metadata.jsonl` with a `file_name` column (paths relative to the metadata file),
+    either at the top (one `train` split) or in `train/`, `validation/` (`valid/`, `dev/`) and `test/`
+    subfolders. datasets' own `audiofolder` builder cannot be used: in datasets 5 it encodes every
+    audio path through torchcodec, which needs FFmpeg.
+    """
+    root = Path(data_dir).resolve()
+    found = {s: _metadata_file(root / s) for s in SPLIT_ALIASES if (root / s).is_dir()}
+    found = {SPLIT_ALIASES[s]: f for s, f in found.items() if f is not None}
+    if not found:
+        top = _metadata_file(root)
+        if top is None:
+            raise FileNotFoundError(
+                f"{root} has no metadata.csv or metadata.jsonl (at the top or in train/validation/test subfolders); "
+                "the audiofolder layout needs one with a `file_name` column and a transcript column"
+            )
+        found = {"train": top}
+    out = {}
+    for split, meta in found.items():
+        builder = "csv" if meta.suffix == ".csv" else "json"
+        ds = datasets.load_dataset(builder, data_files={split: str(meta)}, cache_dir=cache_dir)[split]
+        if "file_name" not in ds.column_names:
+            raise KeyError(f"{meta} has no `file_name` column (its columns: {ds.column_names})")
+        ds = ds.map(_audio_cell, input_columns="file_name", fn_kwargs={"folder": str(meta.parent), "column": audio_column})
+        out[split] = ds.cast_column(audio_column, Audio(decode=False))
+    return DatasetDict(out)
+
+
+def split_indices(
+    n: int, val_fraction: float, test_fraction: float, seed: int, groups: list | None = None
+) -> dict[str, list[int]]:
+    """Deterministic train/validation/test row indices.
+
+    With `groups`, whole groups (e.g. speakers) are assigned, in a seeded random order, to test, then
+    validation, until each holds its fraction of rows, so no group is in two splits.
+    """
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        order = rng.permutation(n)
+        n_test, n_val = round(test_fraction * n), round(val_fraction * n)
+        parts = {"test": order[:n_test], "validation": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
+        return {s: sorted(parts[s].tolist()) for s in SPLITS}
+    members: dict[Any, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    keys = sorted(members, key=str)
+    keys = [keys[i] for i in rng.permutation(len(keys))]
+    out: dict[str, list[int]] = {"test": [], "validation": [], "train": []}
+    targets = {"test": test_fraction * n, "validation": val_fraction * n}
+    for key in keys:
+        split = next((s for s in ("test", "validation") if len(out[s]) < targets[s]), "train")
+        out[split].extend(members[key])
+    return {s: sorted(out[s]) for s in SPLITS}
+
+
+def ctc_output_frames(num_samples: int, kernels: tuple[int, ...], strides: tuple[int, ...]) -> int:
+    """Frames the feature encoder makes from `num_samples` (as `_get_feat_extract_output_lengths`)."""
+    for k, s in zip(kernels, strides, strict=True):
+        num_samples = (num_samples - k) // s + 1
+    return max(num_samples, 0)
+
+
+def ctc_min_frames(labels: list[int]) -> int:
+    """Fewest frames CTC needs for `labels`: one per label plus a blank between each repeated pair."""
+    return len(labels) + sum(a == b for a, b in zip(labels, labels[1:], strict=False))
+
+
+def _prepare_example(
+    example: dict,
+    audio_column: str,
+    text_column: str,
+    chars_to_ignore: str | None,
+    vocab_json: str,
+    fe_json: str,
+    min_samples: int,
+    max_samples: int,
+    conv: tuple[tuple[int, ...], tuple[int, ...]],
+) -> dict:
+    tokenizer, fe = _processor_parts(vocab_json, fe_json)
+    text = normalize_text(example[text_column] or "", chars_to_ignore)
+    out = {"id": example["_id"], "text": text, "input_values": [], "input_length": 0, "labels": [], "skip": "", "error": ""}
+    if not text:
+        return out | {"skip": "empty_text"}
+    try:
+        audio = load_audio(audio_source(example[audio_column]), fe.sampling_rate)  # (samples,)
+    except AudioError as err:
+        return out | {"skip": "unreadable", "error": str(err)}
+    out["input_length"] = len(audio)
+    if len(audio) < min_samples:
+        return out | {"skip": "too_short"}
+    if len(audio) > max_samples:
+        return out | {"skip": "too_long"}
+    labels = tokenizer(text).input_ids
+    if ctc_min_frames(labels) > ctc_output_frames(len(audio), *conv):
+        return out | {"skip": "unalignable"}
+    values = fe(audio, sampling_rate=fe.sampling_rate).input_values[0]  # normalised as the model expects
+    return out | {"input_values": np.asarray(values, dtype=np.float32), "labels": labels}
+
+
+@lru_cache(maxsize=4)
+def _processor_parts(vocab_json: str, fe_json: str):
+    processor = build_processor(json.loads(vocab_json), json.loads(fe_json))
+    return processor.tokenizer, processor.feature_extractor
+
+
+def _audio_paths(ds: Dataset, audio_column: str) -> list[str]:
+    # Read only the `path` field of the audio struct: the bytes can be gigabytes.
+    column = ds.select_columns([audio_column]).with_format("arrow")[:].column(audio_column)
+    return [p for chunk in column.chunks for p in chunk.field("path").to_pylist()]
+
+
+def _metadata_file(folder: Path) -> Path | None:
+    return next((folder / n for n in ("metadata.csv", "metadata.jsonl") if (folder / n).is_file()), None)
+
+
+def _audio_cell(file_name: str, folder: str, column: str) -> dict:
+    return {column: {"bytes": None, "path": str(Path(folder) / file_name)}}
+
+
+def _relative(path: str | None, root: Path | None) -> str:
+    if path is None:
+        raise ValueError("an audio cell has no path to use as id: set data.id_column")
+    if root is not None:
+        try:
+            return str(Path(path).resolve().relative_to(root))
+        except ValueError:
+            pass
+    return path

@@ -1,0 +1,187 @@
+# python train.py model=wav2vec2_base   (or model=wav2vec2_tiny)
+"""The LightningModule: Wav2Vec2ForCTC with mean CTC loss, greedy decoding and WER/CER."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torchmetrics import MinMetric
+from torchmetrics.text import CharErrorRate, WordErrorRate
+from transformers import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2Processor, get_linear_schedule_with_warmup
+
+from asr_lightning.hub import from_pretrained
+from asr_lightning.text import build_processor
+
+
+class ASRModule(L.LightningModule):
+    """Fine-tunes `Wav2Vec2ForCTC` for character CTC.
+
+    Every argument is a primitive (or a Hydra partial), so `save_hyperparameters` is clean and
+    `ASRModule.from_checkpoint(path)` rebuilds model and processor without Hydra or the Hub.
+
+    Args:
+        vocab: token -> id of the CTC tokenizer (pad = blank).
+        feature_extractor: the feature extractor's `to_dict()`.
+        pretrained: Hub id or directory of a wav2vec2 checkpoint; None for random init from `architecture`.
+        architecture: `Wav2Vec2Config` fields for random init (ignored when `pretrained` is set).
+        freeze_feature_encoder: keep the CNN feature encoder fixed (standard for fine-tuning).
+        gradient_checkpointing: trade compute for memory in the transformer.
+        lr: peak learning rate (passed to `optimizer`).
+        layerdrop: probability of skipping a transformer layer in training. This and the masking and
+            dropout arguments below keep the checkpoint's (or `Wav2Vec2Config`'s) value when None.
+        mask_time_prob: SpecAugment time-mask probability.
+        mask_time_length: SpecAugment time-mask span (frames).
+        mask_feature_prob: SpecAugment channel-mask probability.
+        mask_feature_length: SpecAugment channel-mask span.
+        hidden_dropout: dropout in the transformer.
+        activation_dropout: dropout after the feed-forward activation.
+        attention_dropout: dropout on attention weights.
+        feat_proj_dropout: dropout after the feature projection.
+        final_dropout: dropout before the CTC head.
+        attn_implementation: `sdpa`, `eager` or `flash_attention_2`.
+        optimizer: partial optimizer, completed with the trainable parameters.
+        scheduler: partial `linear_warmup_decay`, completed with the optimizer and step count.
+    """
+
+    def __init__(
+        self,
+        vocab: dict[str, int],
+        feature_extractor: dict[str, Any],
+        pretrained: str | None = "facebook/wav2vec2-base",
+        architecture: dict[str, Any] | None = None,
+        freeze_feature_encoder: bool = True,
+        gradient_checkpointing: bool = False,
+        lr: float = 1e-4,
+        layerdrop: float | None = None,
+        mask_time_prob: float | None = None,
+        mask_time_length: int | None = None,
+        mask_feature_prob: float | None = None,
+        mask_feature_length: int | None = None,
+        hidden_dropout: float | None = None,
+        activation_dropout: float | None = None,
+        attention_dropout: float | None = None,
+        feat_proj_dropout: float | None = None,
+        final_dropout: float | None = None,
+        attn_implementation: str = "sdpa",
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.processor: Wav2Vec2Processor = build_processor(vocab, feature_extractor)
+        tokenizer = self.processor.tokenizer
+        regularisation = dict(
+            layerdrop=layerdrop, mask_time_prob=mask_time_prob, mask_time_length=mask_time_length,
+            mask_feature_prob=mask_feature_prob, mask_feature_length=mask_feature_length,
+            hidden_dropout=hidden_dropout, activation_dropout=activation_dropout,
+            attention_dropout=attention_dropout, feat_proj_dropout=feat_proj_dropout, final_dropout=final_dropout,
+        )  # fmt: skip
+        overrides = {
+            "vocab_size": len(tokenizer),
+            "pad_token_id": tokenizer.pad_token_id,
+            "ctc_loss_reduction": "mean",
+            "ctc_zero_infinity": True,
+            **{k: v for k, v in regularisation.items() if v is not None},  # None keeps the checkpoint's value
+        }
+        if pretrained is not None:
+            self.model = from_pretrained(
+                Wav2Vec2ForCTC, pretrained, what="model", attn_implementation=attn_implementation, **overrides
+            )
+        else:
+            config = Wav2Vec2Config(**{**(architecture or {}), **overrides})
+            config._attn_implementation = attn_implementation
+            self.model = Wav2Vec2ForCTC(config)
+        if freeze_feature_encoder:
+            self.model.freeze_feature_encoder()
+        if gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        self.wer = torch.nn.ModuleDict({s: WordErrorRate() for s in ("val", "test")})
+        self.cer = torch.nn.ModuleDict({s: CharErrorRate() for s in ("val", "test")})
+        self.val_wer_best = MinMetric()
+        self.test_records: list[dict[str, str]] = []
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> ASRModule:
+        """Load a Lightning checkpoint offline: the architecture stored in it replaces the Hub download."""
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        return cls.load_from_checkpoint(
+            path, map_location=map_location, pretrained=None, architecture=ckpt["hf_config"]
+        )
+
+    # ---------------------------------------------------------------- steps
+
+    def forward(self, batch: dict[str, Any]) -> Any:
+        return self.model(
+            input_values=batch["input_values"], attention_mask=batch.get("attention_mask"), labels=batch.get("labels")
+        )
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self(batch).loss
+        self.log("train/loss", loss, batch_size=len(batch["ids"]), prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        wer = self.wer["val"].compute()
+        self.val_wer_best.update(wer)
+        self.log("val/wer_best", self.val_wer_best.compute(), sync_dist=True)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_records = []
+
+    def transcribe_logits(self, logits: torch.Tensor) -> list[str]:
+        """Greedy CTC decoding: argmax per frame, then the tokenizer collapses repeats and blanks."""
+        return self.processor.tokenizer.batch_decode(logits.argmax(dim=-1).cpu())  # (batch, frames) -> texts
+
+    def _eval_step(self, stage: str, batch: dict[str, Any]) -> None:
+        out = self(batch)
+        hyps = self.transcribe_logits(out.logits)  # logits: (batch, frames, vocab)
+        refs = batch["texts"]
+        self.wer[stage].update(hyps, refs)
+        self.cer[stage].update(hyps, refs)
+        n = len(refs)
+        self.log(f"{stage}/loss", out.loss, batch_size=n, sync_dist=True)
+        self.log(f"{stage}/wer", self.wer[stage], batch_size=n, prog_bar=True)
+        self.log(f"{stage}/cer", self.cer[stage], batch_size=n)
+        if stage == "test":
+            self.test_records += [{"id": i, "reference": r, "hypothesis": h} for i, r, h in zip(batch["ids"], refs, hyps)]
+
+    # ---------------------------------------------------------------- optimisation and checkpoints
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.parameters() if p.requires_grad]
+        kwargs = {"fused": True} if self.device.type == "cuda" else {}
+        optimizer = self.hparams.optimizer(params=params, lr=self.hparams.lr, **kwargs)
+        if self.hparams.scheduler is None:
+            return {"optimizer": optimizer}
+        scheduler = self.hparams.scheduler(optimizer=optimizer, num_training_steps=self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The full architecture, so `from_checkpoint` needs no Hub access for pretrained-based runs.
+        checkpoint["hf_config"] = self.model.config.to_dict()
+
+    def export(self, out_dir: str | Path) -> Path:
+        """Write model + processor with `save_pretrained`, loadable by `transformers.pipeline`."""
+        out_dir = Path(out_dir)
+        self.model.save_pretrained(out_dir)
+        self.processor.save_pretrained(out_dir)
+        return out_dir
+
+
+def linear_warmup_decay(
+    optimizer: torch.optim.Optimizer, num_training_steps: int, warmup_steps: int = 0, warmup_ratio: float = 0.0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup then linear decay to 0, with warmup given in steps or as a share of training."""
+    warmup = warmup_steps or math.ceil(warmup_ratio * num_training_steps)
+    return get_linear_schedule_with_warmup(optimizer, num_warmup_steps=warmup, num_training_steps=num_training_steps)

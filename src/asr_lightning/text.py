@@ -1,0 +1,121 @@
+# pytest tests/test_text.py
+"""Text normalisation, character vocabularies and the processor: the only place characters become ids."""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2Processor
+
+from asr_lightning.hub import from_pretrained
+
+# Punctuation that carries no sound. The apostrophe is kept: it is in wav2vec2's English vocab ("DON'T").
+DEFAULT_CHARS_TO_IGNORE = r"[,?.!\-;:\"“”‘’%�()\[\]{}…/\\]"
+WORD_DELIMITER = "|"
+SPECIAL_TOKENS = {"pad": "<pad>", "bos": "<s>", "eos": "</s>", "unk": "<unk>"}
+
+
+def normalize_text(text: str, chars_to_ignore: str | None = DEFAULT_CHARS_TO_IGNORE) -> str:
+    """Uppercase, drop ignored characters and collapse whitespace.
+
+    Args:
+        text: a raw transcript.
+        chars_to_ignore: a regex of characters to delete, or None to keep everything.
+
+    Returns:
+        The normalised transcript; empty if nothing speakable is left.
+    """
+    text = text.upper()
+    if chars_to_ignore:
+        text = re.sub(chars_to_ignore, " ", text)
+    return " ".join(text.split())
+
+
+def build_vocab(texts: Iterable[str]) -> dict[str, int]:
+    """Build a character vocabulary from normalised transcripts, laid out like wav2vec2-base's.
+
+    The pad token is id 0 and doubles as the CTC blank; the space becomes the word delimiter `|`.
+    """
+    chars = sorted({c for t in texts for c in t} - {" "})
+    tokens = [SPECIAL_TOKENS["pad"], SPECIAL_TOKENS["bos"], SPECIAL_TOKENS["eos"], SPECIAL_TOKENS["unk"]]
+    tokens += [WORD_DELIMITER, *chars]
+    return {tok: i for i, tok in enumerate(tokens)}
+
+
+def vocab_characters(vocab: dict[str, int]) -> set[str]:
+    """The characters a vocabulary can spell, with the word delimiter read as a space."""
+    specials = set(SPECIAL_TOKENS.values()) | {"[PAD]", "[UNK]"}
+    chars = {tok for tok in vocab if len(tok) == 1 and tok not in specials}
+    if WORD_DELIMITER in chars:
+        chars = (chars - {WORD_DELIMITER}) | {" "}
+    return chars
+
+
+def oov_stats(texts: Iterable[str], vocab: dict[str, int]) -> tuple[float, Counter[str]]:
+    """Rate of characters the vocabulary cannot spell, and which ones they are (most common first)."""
+    known = vocab_characters(vocab)
+    total = 0
+    missing: Counter[str] = Counter()
+    for text in texts:
+        total += len(text)
+        missing.update(c for c in text if c not in known)
+    return (sum(missing.values()) / total if total else 0.0), missing
+
+
+def make_tokenizer(vocab: dict[str, int]) -> Wav2Vec2CTCTokenizer:
+    """A CTC character tokenizer for `vocab` (written to a temporary file, which the tokenizer requires)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab_file = Path(tmp) / "vocab.json"
+        vocab_file.write_text(json.dumps(vocab, ensure_ascii=False))
+        pad, unk = _pick(vocab, "pad"), _pick(vocab, "unk")
+        bos = SPECIAL_TOKENS["bos"] if SPECIAL_TOKENS["bos"] in vocab else None
+        eos = SPECIAL_TOKENS["eos"] if SPECIAL_TOKENS["eos"] in vocab else None
+        return Wav2Vec2CTCTokenizer(
+            str(vocab_file), pad_token=pad, unk_token=unk, bos_token=bos, eos_token=eos,
+            word_delimiter_token=WORD_DELIMITER, do_lower_case=False,
+        )  # fmt: skip
+
+
+def pretrained_vocab(name_or_path: str) -> dict[str, int]:
+    """The character vocabulary shipped with a pretrained checkpoint (Hub id or local directory)."""
+    tokenizer = from_pretrained(Wav2Vec2CTCTokenizer, name_or_path, what="tokenizer")
+    return dict(tokenizer.get_vocab())
+
+
+def load_feature_extractor(
+    name_or_path: str | None, sampling_rate: int = 16000, return_attention_mask: bool = False
+) -> Wav2Vec2FeatureExtractor:
+    """The pretrained checkpoint's feature extractor, or a default one for randomly initialised models.
+
+    Args:
+        name_or_path: Hub id or directory holding `preprocessor_config.json`; None for the default.
+        sampling_rate: rate of the default extractor.
+        return_attention_mask: whether the default extractor (and so the model) uses attention masks.
+            Only models with a layer-norm feature encoder should: group-norm encoders (wav2vec2-base)
+            were trained without masks.
+    """
+    if name_or_path is None:
+        return Wav2Vec2FeatureExtractor(
+            feature_size=1, sampling_rate=sampling_rate, padding_value=0.0, do_normalize=True,
+            return_attention_mask=return_attention_mask,
+        )  # fmt: skip
+    return from_pretrained(Wav2Vec2FeatureExtractor, name_or_path, what="feature extractor")
+
+
+def build_processor(vocab: dict[str, int], feature_extractor: dict) -> Wav2Vec2Processor:
+    """Processor (tokenizer + feature extractor) from primitives, as stored in checkpoints."""
+    fe_kwargs = {k: v for k, v in feature_extractor.items() if k not in ("feature_extractor_type", "processor_class")}
+    return Wav2Vec2Processor(feature_extractor=Wav2Vec2FeatureExtractor(**fe_kwargs), tokenizer=make_tokenizer(vocab))
+
+
+def _pick(vocab: dict[str, int], kind: str) -> str:
+    # Vocabularies built by older recipes spell the specials "[PAD]"/"[UNK]".
+    for candidate in (SPECIAL_TOKENS[kind], f"[{kind.upper()}]"):
+        if candidate in vocab:
+            return candidate
+    raise ValueError(f"vocabulary has no {kind} token (expected {SPECIAL_TOKENS[kind]!r}); keys: {list(vocab)[:10]}")
