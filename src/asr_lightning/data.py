@@ -33,7 +33,13 @@ from asr_lightning.text import (
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validation", "dev": "validation", "test": "test"}
+SPLIT_ALIASES = {
+    "train": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "dev": "validation",
+    "test": "test",
+}
 # The feature encoder of every released wav2vec2/HuBERT/XLS-R checkpoint: 320x downsampling, 25 ms receptive field.
 WAV2VEC2_CONV_KERNEL = (10, 3, 3, 3, 3, 2, 2)
 WAV2VEC2_CONV_STRIDE = (5, 2, 2, 2, 2, 2, 2)
@@ -153,9 +159,14 @@ class ASRDataModule(L.LightningDataModule):
         if self.splits:
             return
         hp = self.hparams
-        self.feature_extractor = load_feature_extractor(hp.pretrained, hp.sampling_rate, hp.return_attention_mask)
+        self.feature_extractor = load_feature_extractor(
+            hp.pretrained, hp.sampling_rate, hp.return_attention_mask
+        )
         raw = self._split(self._load())
-        texts = {split: [normalize_text(t or "", hp.chars_to_ignore) for t in ds[hp.text_column]] for split, ds in raw.items()}
+        texts = {
+            split: [normalize_text(t or "", hp.chars_to_ignore) for t in ds[hp.text_column]]
+            for split, ds in raw.items()
+        }
         self.vocab = self._make_vocab(texts["train"])
         for split, ds in raw.items():
             self.splits[split] = self._preprocess(split, ds)
@@ -180,10 +191,14 @@ class ASRDataModule(L.LightningDataModule):
         hp = self.hparams
         if hp.dataset == "audiofolder":
             if not Path(hp.data_dir).is_dir():
-                raise FileNotFoundError(f"data.data_dir={hp.data_dir} is not a directory (an audiofolder dataset)")
+                raise FileNotFoundError(
+                    f"data.data_dir={hp.data_dir} is not a directory (an audiofolder dataset)"
+                )
             ds = load_audiofolder(hp.data_dir, hp.audio_column, hp.cache_dir)
         elif Path(hp.dataset).exists():
-            ds = datasets.load_dataset(hp.dataset, name=hp.config, data_dir=hp.data_dir, cache_dir=hp.cache_dir)
+            ds = datasets.load_dataset(
+                hp.dataset, name=hp.config, data_dir=hp.data_dir, cache_dir=hp.cache_dir
+            )
         else:
             ds = hub.load_dataset(hp.dataset, name=hp.config, revision=hp.revision, cache_dir=hp.cache_dir)
         for split in ds.values():
@@ -205,7 +220,11 @@ class ASRDataModule(L.LightningDataModule):
             self.split_source = "predefined"
             return {s: self._head(named[s]) for s in SPLITS}
         # One pool of rows (MInDS-14 ships only `train`), split deterministically.
-        pool = datasets.concatenate_datasets([ds[k] for k in sorted(ds)]) if len(ds) > 1 else next(iter(ds.values()))
+        pool = (
+            datasets.concatenate_datasets([ds[k] for k in sorted(ds)])
+            if len(ds) > 1
+            else next(iter(ds.values()))
+        )
         pool = self._head(pool)
         ids = self._ids(pool)
         if hp.splits_file:
@@ -230,7 +249,9 @@ class ASRDataModule(L.LightningDataModule):
             ids = [_relative(p, root) for p in _audio_paths(ds, hp.audio_column)]
         dupes = [k for k, c in Counter(ids).items() if c > 1]
         if dupes:
-            raise ValueError(f"ids are not unique ({len(dupes)} repeated, e.g. {dupes[:3]}): set data.id_column")
+            raise ValueError(
+                f"ids are not unique ({len(dupes)} repeated, e.g. {dupes[:3]}): set data.id_column"
+            )
         return ids
 
     def _indices_from_file(self, ids: list[str]) -> dict[str, list[int]]:
@@ -298,7 +319,9 @@ class ASRDataModule(L.LightningDataModule):
         kept = ds.select([i for i, s in enumerate(skips) if not s]).remove_columns(["skip", "error"])
         texts = kept["text"]
         rate, missing = oov_stats(texts, self.vocab)
-        seconds = float(np.sum(kept["input_length"])) / self.feature_extractor.sampling_rate if len(kept) else 0.0
+        seconds = (
+            float(np.sum(kept["input_length"])) / self.feature_extractor.sampling_rate if len(kept) else 0.0
+        )
         self.report[split] = {
             "rows": len(raw),
             "kept": len(kept),
@@ -333,7 +356,9 @@ class ASRDataModule(L.LightningDataModule):
         (out / "data_report.json").write_text(json.dumps(self.report, indent=1, ensure_ascii=False))
 
     def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
-        ds = self.splits[split].with_format("numpy", columns=["input_values", "labels"], output_all_columns=True)
+        ds = self.splits[split].with_format(
+            "numpy", columns=["input_values", "labels"], output_all_columns=True
+        )
         trainer = self.trainer
         sampler = LengthGroupedBatchSampler(
             self.splits[split]["input_length"],
@@ -346,11 +371,17 @@ class ASRDataModule(L.LightningDataModule):
         )
         workers = self.hparams.num_workers
         return DataLoader(
-            ds, batch_sampler=sampler, collate_fn=self.collator, num_workers=workers, persistent_workers=workers > 0
+            ds,
+            batch_sampler=sampler,
+            collate_fn=self.collator,
+            num_workers=workers,
+            persistent_workers=workers > 0,
         )
 
 
-def load_audiofolder(data_dir: str | Path, audio_column: str = "audio", cache_dir: str | None = None) -> DatasetDict:
+def load_audiofolder(
+    data_dir: str | Path, audio_column: str = "audio", cache_dir: str | None = None
+) -> DatasetDict:
     """Load a folder in the datasets "audiofolder" layout without decoding (or encoding) any audio.
 
     `metadata.csv` or `metadata.jsonl` with a `file_name` column (paths relative to the metadata file),
@@ -375,7 +406,11 @@ def load_audiofolder(data_dir: str | Path, audio_column: str = "audio", cache_di
         ds = datasets.load_dataset(builder, data_files={split: str(meta)}, cache_dir=cache_dir)[split]
         if "file_name" not in ds.column_names:
             raise KeyError(f"{meta} has no `file_name` column (its columns: {ds.column_names})")
-        ds = ds.map(_audio_cell, input_columns="file_name", fn_kwargs={"folder": str(meta.parent), "column": audio_column})
+        ds = ds.map(
+            _audio_cell,
+            input_columns="file_name",
+            fn_kwargs={"folder": str(meta.parent), "column": audio_column},
+        )
         out[split] = ds.cast_column(audio_column, Audio(decode=False))
     return DatasetDict(out)
 
@@ -392,7 +427,11 @@ def split_indices(
     if groups is None:
         order = rng.permutation(n)
         n_test, n_val = round(test_fraction * n), round(val_fraction * n)
-        parts = {"test": order[:n_test], "validation": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
+        parts = {
+            "test": order[:n_test],
+            "validation": order[n_test : n_test + n_val],
+            "train": order[n_test + n_val :],
+        }
         return {s: sorted(parts[s].tolist()) for s in SPLITS}
     members: dict[Any, list[int]] = {}
     for i, g in enumerate(groups):
@@ -432,7 +471,15 @@ def _prepare_example(
 ) -> dict:
     tokenizer, fe = _processor_parts(vocab_json, fe_json)
     text = normalize_text(example[text_column] or "", chars_to_ignore)
-    out = {"id": example["_id"], "text": text, "input_values": [], "input_length": 0, "labels": [], "skip": "", "error": ""}
+    out = {
+        "id": example["_id"],
+        "text": text,
+        "input_values": [],
+        "input_length": 0,
+        "labels": [],
+        "skip": "",
+        "error": "",
+    }
     if not text:
         return out | {"skip": "empty_text"}
     try:

@@ -72,7 +72,10 @@ class ASRModule(L.LightningModule):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)
+        # The optimiser/scheduler factories are Hydra partials: kept out of checkpoints so that these
+        # load with `weights_only=True` and without Hydra (the run dir's config records them).
+        self.save_hyperparameters(logger=False, ignore=["optimizer", "scheduler"])
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.processor: Wav2Vec2Processor = build_processor(vocab, feature_extractor)
         tokenizer = self.processor.tokenizer
         regularisation = dict(
@@ -108,7 +111,7 @@ class ASRModule(L.LightningModule):
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> ASRModule:
         """Load a Lightning checkpoint offline: the architecture stored in it replaces the Hub download."""
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
         return cls.load_from_checkpoint(
             path, map_location=map_location, pretrained=None, architecture=ckpt["hf_config"]
         )
@@ -117,7 +120,9 @@ class ASRModule(L.LightningModule):
 
     def forward(self, batch: dict[str, Any]) -> Any:
         return self.model(
-            input_values=batch["input_values"], attention_mask=batch.get("attention_mask"), labels=batch.get("labels")
+            input_values=batch["input_values"],
+            attention_mask=batch.get("attention_mask"),
+            labels=batch.get("labels"),
         )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -154,17 +159,23 @@ class ASRModule(L.LightningModule):
         self.log(f"{stage}/wer", self.wer[stage], batch_size=n, prog_bar=True)
         self.log(f"{stage}/cer", self.cer[stage], batch_size=n)
         if stage == "test":
-            self.test_records += [{"id": i, "reference": r, "hypothesis": h} for i, r, h in zip(batch["ids"], refs, hyps)]
+            self.test_records += [
+                {"id": i, "reference": r, "hypothesis": h} for i, r, h in zip(batch["ids"], refs, hyps, strict=True)
+            ]
 
     # ---------------------------------------------------------------- optimisation and checkpoints
 
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.parameters() if p.requires_grad]
         kwargs = {"fused": True} if self.device.type == "cuda" else {}
-        optimizer = self.hparams.optimizer(params=params, lr=self.hparams.lr, **kwargs)
-        if self.hparams.scheduler is None:
+        if self.optimizer_factory is None:
+            raise ValueError("ASRModule was built without an optimizer: pass optimizer= to train it")
+        optimizer = self.optimizer_factory(params=params, lr=self.hparams.lr, **kwargs)
+        if self.scheduler_factory is None:
             return {"optimizer": optimizer}
-        scheduler = self.hparams.scheduler(optimizer=optimizer, num_training_steps=self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(
+            optimizer=optimizer, num_training_steps=self.trainer.estimated_stepping_batches
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -180,8 +191,13 @@ class ASRModule(L.LightningModule):
 
 
 def linear_warmup_decay(
-    optimizer: torch.optim.Optimizer, num_training_steps: int, warmup_steps: int = 0, warmup_ratio: float = 0.0
+    optimizer: torch.optim.Optimizer,
+    num_training_steps: int,
+    warmup_steps: int = 0,
+    warmup_ratio: float = 0.0,
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warmup then linear decay to 0, with warmup given in steps or as a share of training."""
     warmup = warmup_steps or math.ceil(warmup_ratio * num_training_steps)
-    return get_linear_schedule_with_warmup(optimizer, num_warmup_steps=warmup, num_training_steps=num_training_steps)
+    return get_linear_schedule_with_warmup(
+        optimizer, num_warmup_steps=warmup, num_training_steps=num_training_steps
+    )

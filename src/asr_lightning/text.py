@@ -14,8 +14,9 @@ from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec
 
 from asr_lightning.hub import from_pretrained
 
-# Punctuation that carries no sound. The apostrophe is kept: it is in wav2vec2's English vocab ("DON'T").
-DEFAULT_CHARS_TO_IGNORE = r"[,?.!\-;:\"“”‘’%�()\[\]{}…/\\]"
+# Punctuation that carries no sound (and `|`, the word delimiter). The apostrophe is kept: it is in wav2vec2's
+# English vocab ("DON'T").
+DEFAULT_CHARS_TO_IGNORE = r"[,?.!\-;:\"“”‘’%�()\[\]{}…/\\|]"
 WORD_DELIMITER = "|"
 SPECIAL_TOKENS = {"pad": "<pad>", "bos": "<s>", "eos": "</s>", "unk": "<unk>"}
 
@@ -41,7 +42,7 @@ def build_vocab(texts: Iterable[str]) -> dict[str, int]:
 
     The pad token is id 0 and doubles as the CTC blank; the space becomes the word delimiter `|`.
     """
-    chars = sorted({c for t in texts for c in t} - {" "})
+    chars = sorted({c for t in texts for c in t} - {" ", WORD_DELIMITER})
     tokens = [SPECIAL_TOKENS["pad"], SPECIAL_TOKENS["bos"], SPECIAL_TOKENS["eos"], SPECIAL_TOKENS["unk"]]
     tokens += [WORD_DELIMITER, *chars]
     return {tok: i for i, tok in enumerate(tokens)}
@@ -109,8 +110,12 @@ def load_feature_extractor(
 
 def build_processor(vocab: dict[str, int], feature_extractor: dict) -> Wav2Vec2Processor:
     """Processor (tokenizer + feature extractor) from primitives, as stored in checkpoints."""
-    fe_kwargs = {k: v for k, v in feature_extractor.items() if k not in ("feature_extractor_type", "processor_class")}
-    return Wav2Vec2Processor(feature_extractor=Wav2Vec2FeatureExtractor(**fe_kwargs), tokenizer=make_tokenizer(vocab))
+    fe_kwargs = {
+        k: v for k, v in feature_extractor.items() if k not in ("feature_extractor_type", "processor_class")
+    }
+    return Wav2Vec2Processor(
+        feature_extractor=Wav2Vec2FeatureExtractor(**fe_kwargs), tokenizer=make_tokenizer(vocab)
+    )
 
 
 def _pick(vocab: dict[str, int], kind: str) -> str:
@@ -118,4 +123,6 @@ def _pick(vocab: dict[str, int], kind: str) -> str:
     for candidate in (SPECIAL_TOKENS[kind], f"[{kind.upper()}]"):
         if candidate in vocab:
             return candidate
-    raise ValueError(f"vocabulary has no {kind} token (expected {SPECIAL_TOKENS[kind]!r}); keys: {list(vocab)[:10]}")
+    raise ValueError(
+        f"vocabulary has no {kind} token (expected {SPECIAL_TOKENS[kind]!r}); keys: {list(vocab)[:10]}"
+    )

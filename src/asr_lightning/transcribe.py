@@ -20,7 +20,9 @@ from asr_lightning.hub import from_pretrained
 log = logging.getLogger(__name__)
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Wav2Vec2ForCTC, Wav2Vec2Processor]:
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[Wav2Vec2ForCTC, Wav2Vec2Processor]:
     """Model and processor from a `.ckpt` file, a `save_pretrained` directory or a Hub id, in eval mode."""
     path = str(path)
     if path.endswith(".ckpt"):
@@ -63,12 +65,23 @@ def transcribe(
         except AudioError as err:
             log.warning("skipped %s", err)
             results[i] = {"path": str(f), "error": str(err)}
-    order = sorted(audio, key=lambda i: -len(audio[i]))  # length-sorted: little padding, batch-size independent
-    collate = CTCCollator(return_attention_mask=bool(fe.return_attention_mask), padding_value=fe.padding_value)
+    order = sorted(
+        audio, key=lambda i: -len(audio[i])
+    )  # length-sorted: little padding, batch-size independent
+    collate = CTCCollator(
+        return_attention_mask=bool(fe.return_attention_mask), padding_value=fe.padding_value
+    )
     device = next(model.parameters()).device
-    for idx in tqdm(list(_chunks(order, batch_size)), desc="transcribe", unit="batch", disable=len(order) <= batch_size):
+    for idx in tqdm(
+        list(_chunks(order, batch_size)), desc="transcribe", unit="batch", disable=len(order) <= batch_size
+    ):
         examples = [
-            {"input_values": fe(audio[i], sampling_rate=fe.sampling_rate).input_values[0], "id": i, "text": ""} for i in idx
+            {
+                "input_values": fe(audio[i], sampling_rate=fe.sampling_rate).input_values[0],
+                "id": i,
+                "text": "",
+            }
+            for i in idx
         ]
         batch = collate(examples)
         logits = model(
@@ -76,7 +89,11 @@ def transcribe(
             attention_mask=batch["attention_mask"].to(device) if "attention_mask" in batch else None,
         ).logits  # (batch, frames, vocab)
         for i, text in zip(idx, processor.tokenizer.batch_decode(logits.argmax(-1).cpu()), strict=True):
-            results[i] = {"path": str(files[i]), "text": text, "duration_s": round(len(audio[i]) / fe.sampling_rate, 3)}
+            results[i] = {
+                "path": str(files[i]),
+                "text": text,
+                "duration_s": round(len(audio[i]) / fe.sampling_rate, 3),
+            }
     return [results[i] for i in range(len(files))]
 
 

@@ -1,0 +1,91 @@
+# pytest tests/test_module.py
+"""The LightningModule on a tiny random-init config: loss, decoding, checkpoints without Hydra."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import Wav2Vec2FeatureExtractor
+
+from asr_lightning.collate import CTCCollator
+from asr_lightning.module import ASRModule, linear_warmup_decay
+from asr_lightning.text import build_vocab
+
+TINY = {
+    "feat_extract_norm": "layer", "do_stable_layer_norm": True, "conv_dim": [16] * 7, "hidden_size": 32,
+    "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32, "num_conv_pos_embeddings": 8,
+    "num_conv_pos_embedding_groups": 2,
+}  # fmt: skip
+
+
+def tiny_module(**kwargs) -> ASRModule:
+    torch.manual_seed(0)
+    fe = Wav2Vec2FeatureExtractor(return_attention_mask=True).to_dict()
+    return ASRModule(build_vocab(["HELLO WORLD"]), fe, pretrained=None, architecture=TINY, **kwargs)
+
+
+def batch(module: ASRModule) -> dict:
+    tok = module.processor.tokenizer
+    examples = [
+        {"input_values": torch.randn(n).numpy(), "labels": tok(t).input_ids, "id": str(i), "text": t}
+        for i, (n, t) in enumerate([(16000, "HELLO WORLD"), (12000, "WORLD")])
+    ]
+    return CTCCollator(return_attention_mask=True)(examples)
+
+
+def test_loss_is_finite_and_mean_reduced() -> None:
+    module = tiny_module(freeze_feature_encoder=False)
+    out = module(batch(module))
+    assert torch.isfinite(out.loss) and out.loss.ndim == 0
+    assert module.model.config.ctc_loss_reduction == "mean" and module.model.config.ctc_zero_infinity
+    assert out.logits.shape[-1] == len(module.processor.tokenizer)  # (batch, frames, vocab)
+    out.loss.backward()
+    assert any(p.grad is not None for p in module.model.wav2vec2.feature_extractor.parameters())
+
+
+def test_feature_encoder_frozen_by_default() -> None:
+    module = tiny_module(freeze_feature_encoder=True)
+    assert not any(p.requires_grad for p in module.model.wav2vec2.feature_extractor.parameters())
+
+
+def test_greedy_decoding_collapses_repeats_and_blanks() -> None:
+    module = tiny_module()
+    vocab = module.processor.tokenizer.get_vocab()
+    frames = ["H", "H", "<pad>", "E", "L", "<pad>", "L", "O", "|", "|", "W", "O", "R", "L", "D", "<pad>"]
+    logits = torch.full((1, len(frames), len(vocab)), -10.0)
+    for t, tok in enumerate(frames):
+        logits[0, t, vocab[tok]] = 10.0
+    assert module.transcribe_logits(logits) == ["HELLO WORLD"]
+
+
+def test_none_keeps_the_configs_regularisation() -> None:
+    module = tiny_module(layerdrop=None, mask_time_prob=0.3)
+    assert module.model.config.layerdrop == 0.1 and module.model.config.mask_time_prob == 0.3
+
+
+def test_warmup_then_linear_decay() -> None:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = linear_warmup_decay(opt, num_training_steps=100, warmup_ratio=0.1)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == 0.0 and lrs[10] == max(lrs) == 1.0 and lrs[-1] < 0.02
+
+
+def test_checkpoint_loads_without_hydra_and_export_roundtrips(tmp_path: Path) -> None:
+    module = tiny_module()
+    ckpt = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": dict(module.hparams),
+        "pytorch-lightning_version": "2.6",
+    }
+    module.on_save_checkpoint(ckpt)
+    torch.save(ckpt, tmp_path / "m.ckpt")
+    loaded = ASRModule.from_checkpoint(tmp_path / "m.ckpt")
+    b = batch(module)
+    module.eval(), loaded.eval()
+    assert torch.allclose(module(b).logits, loaded(b).logits)
+    assert loaded.processor.tokenizer.get_vocab() == module.processor.tokenizer.get_vocab()

@@ -1,0 +1,132 @@
+# pytest tests/test_sampling.py
+"""LengthGroupedBatchSampler: evaluation order, seeded training order and DDP sharding."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from asr_lightning.sampling import LengthGroupedBatchSampler
+
+
+def make_lengths(n: int = 103, seed: int = 0) -> list[int]:
+    return np.random.default_rng(seed).integers(1000, 200_000, n).tolist()
+
+
+def flatten(batches: list[list[int]]) -> list[int]:
+    return [i for b in batches for i in b]
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def test_eval_yields_every_index_once_longest_first() -> None:
+    lengths = make_lengths()
+    sampler = LengthGroupedBatchSampler(lengths, batch_size=8, shuffle=False)
+    batches = list(sampler)
+    flat = flatten(batches)
+    assert sorted(flat) == list(range(len(lengths)))
+    assert len(batches) == len(sampler) == 13  # ceil(103 / 8)
+    assert [len(b) for b in batches] == [8] * 12 + [7]
+    seen = [lengths[i] for i in flat]
+    assert seen == sorted(lengths, reverse=True)
+
+
+def test_eval_ignores_epoch_and_seed() -> None:
+    lengths = make_lengths()
+    a = LengthGroupedBatchSampler(lengths, batch_size=8, shuffle=False, seed=1)
+    b = LengthGroupedBatchSampler(lengths, batch_size=8, shuffle=False, seed=2)
+    b.set_epoch(5)
+    assert list(a) == list(b)
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_train_is_deterministic_for_seed_and_epoch() -> None:
+    lengths = make_lengths()
+    a = list(LengthGroupedBatchSampler(lengths, batch_size=8, shuffle=True, seed=3, mega_batch=4))
+    b = list(LengthGroupedBatchSampler(lengths, batch_size=8, shuffle=True, seed=3, mega_batch=4))
+    assert a == b
+    c = list(LengthGroupedBatchSampler(lengths, batch_size=8, shuffle=True, seed=4, mega_batch=4))
+    assert a != c
+
+
+def test_train_order_changes_with_epoch() -> None:
+    sampler = LengthGroupedBatchSampler(make_lengths(), batch_size=8, shuffle=True, seed=3, mega_batch=4)
+    epoch0 = list(sampler)
+    sampler.set_epoch(1)
+    epoch1 = list(sampler)
+    assert epoch0 != epoch1
+    assert sorted(flatten(epoch0)) == sorted(flatten(epoch1))
+    sampler.set_epoch(0)
+    assert list(sampler) == epoch0
+
+
+@pytest.mark.parametrize("group_by_length", [True, False])
+def test_train_single_replica_covers_all_indices(group_by_length: bool) -> None:
+    lengths = make_lengths()
+    sampler = LengthGroupedBatchSampler(lengths, batch_size=8, shuffle=True, group_by_length=group_by_length)
+    batches = list(sampler)
+    assert sorted(flatten(batches)) == list(range(len(lengths)))  # the last partial batch is kept
+    assert len(batches) == len(sampler) == 13
+    assert sorted(len(b) for b in batches) == [7] + [8] * 12
+
+
+def test_train_groups_similar_lengths() -> None:
+    lengths = list(range(100))  # distinct lengths: a grouped batch is a run of consecutive values
+    sampler = LengthGroupedBatchSampler(lengths, batch_size=10, shuffle=True, mega_batch=10)
+    batches = list(sampler)
+    for b in batches:
+        values = sorted(lengths[i] for i in b)
+        assert values == list(range(values[0], values[0] + 10))
+    # the batches themselves are shuffled, not in length order
+    assert [max(lengths[i] for i in b) for b in batches] != sorted(
+        (max(lengths[i] for i in b) for b in batches), reverse=True
+    )
+
+
+# ---------------------------------------------------------------- DDP
+
+
+def shards(lengths: list[int], shuffle: bool, batch_size: int = 8) -> tuple[list[list[int]], list[list[int]]]:
+    out = []
+    for rank in (0, 1):
+        sampler = LengthGroupedBatchSampler(
+            lengths, batch_size=batch_size, shuffle=shuffle, seed=7, num_replicas=2, rank=rank
+        )
+        batches = list(sampler)
+        assert len(batches) == len(sampler)
+        out.append(batches)
+    return out[0], out[1]
+
+
+def test_ddp_train_ranks_disjoint_and_equal() -> None:
+    lengths = make_lengths()  # 13 batches: one is dropped so both ranks step 6 times
+    r0, r1 = shards(lengths, shuffle=True)
+    assert len(r0) == len(r1) == 6
+    assert not set(flatten(r0)) & set(flatten(r1))
+    assert len(set(flatten(r0) + flatten(r1))) == len(flatten(r0)) + len(flatten(r1))
+
+
+def test_ddp_eval_union_is_every_index_once() -> None:
+    lengths = make_lengths()
+    r0, r1 = shards(lengths, shuffle=False)
+    assert (len(r0), len(r1)) == (7, 6)
+    counts = Counter(flatten(r0) + flatten(r1))
+    assert sorted(counts) == list(range(len(lengths)))
+    assert set(counts.values()) == {1}
+
+
+def test_ddp_eval_fewer_batches_than_ranks() -> None:
+    r0, r1 = shards([5, 4, 3], shuffle=False, batch_size=8)
+    assert r0 == [[0, 1, 2]]
+    assert r1 == []
+
+
+@pytest.mark.parametrize("batch_size", [0, -1])
+def test_batch_size_below_one_raises(batch_size: int) -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        LengthGroupedBatchSampler([1, 2, 3], batch_size=batch_size, shuffle=False)

@@ -1,0 +1,190 @@
+# pytest tests/test_splits.py
+"""data.py's pure helpers: deterministic splits, CTC frame arithmetic and the audiofolder loader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+from asr_lightning.data import (
+    SPLITS,
+    WAV2VEC2_CONV_KERNEL,
+    WAV2VEC2_CONV_STRIDE,
+    ctc_min_frames,
+    ctc_output_frames,
+    load_audiofolder,
+    split_indices,
+)
+
+# ---------------------------------------------------------------- split_indices
+
+
+def test_split_indices_fractions_disjoint_cover() -> None:
+    index = split_indices(1000, 0.1, 0.2, seed=42)
+    assert set(index) == set(SPLITS)
+    assert (len(index["train"]), len(index["validation"]), len(index["test"])) == (700, 100, 200)
+    sets = [set(index[s]) for s in SPLITS]
+    assert sum(len(s) for s in sets) == 1000
+    assert set().union(*sets) == set(range(1000))
+    for s in SPLITS:
+        assert index[s] == sorted(index[s])
+
+
+def test_split_indices_deterministic_per_seed() -> None:
+    a = split_indices(1000, 0.1, 0.2, seed=42)
+    assert a == split_indices(1000, 0.1, 0.2, seed=42)
+    b = split_indices(1000, 0.1, 0.2, seed=43)
+    assert a["test"] != b["test"]
+    assert a["validation"] != b["validation"]
+
+
+def test_split_indices_zero_fractions() -> None:
+    index = split_indices(10, 0.0, 0.0, seed=0)
+    assert index == {"train": list(range(10)), "validation": [], "test": []}
+
+
+def test_split_indices_groups_never_straddle_splits() -> None:
+    groups = [f"spk{i // 10:02d}" for i in range(200)]  # 20 speakers x 10 rows
+    index = split_indices(200, 0.1, 0.2, seed=42, groups=groups)
+    owner: dict[str, str] = {}
+    for split in SPLITS:
+        for i in index[split]:
+            assert owner.setdefault(groups[i], split) == split, f"{groups[i]} is in two splits"
+    assert sorted(i for s in SPLITS for i in index[s]) == list(range(200))
+    assert len(index["test"]) >= 0.2 * 200
+    assert len(index["validation"]) >= 0.1 * 200
+    assert len(index["train"]) > 0
+    assert index == split_indices(200, 0.1, 0.2, seed=42, groups=groups)
+    other = split_indices(200, 0.1, 0.2, seed=7, groups=groups)
+    assert {groups[i] for i in other["test"]} != {groups[i] for i in index["test"]}
+
+
+def test_split_indices_groups_shuffled_interleaved_rows() -> None:
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 15, 300).tolist()  # unequal groups, rows interleaved
+    index = split_indices(300, 0.15, 0.25, seed=1, groups=groups)
+    split_groups = {s: {groups[i] for i in index[s]} for s in SPLITS}
+    assert not split_groups["train"] & split_groups["test"]
+    assert not split_groups["train"] & split_groups["validation"]
+    assert not split_groups["validation"] & split_groups["test"]
+    assert len(index["test"]) >= 0.25 * 300
+
+
+# ---------------------------------------------------------------- CTC frame arithmetic
+
+
+def tiny_wav2vec2() -> Wav2Vec2Model:
+    config = Wav2Vec2Config(
+        conv_dim=(8,) * 7, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
+    )
+    assert tuple(config.conv_kernel) == WAV2VEC2_CONV_KERNEL
+    assert tuple(config.conv_stride) == WAV2VEC2_CONV_STRIDE
+    return Wav2Vec2Model(config)
+
+
+def test_ctc_output_frames_one_second() -> None:
+    assert ctc_output_frames(16000, (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2)) == 49
+
+
+def test_ctc_output_frames_matches_transformers() -> None:
+    model = tiny_wav2vec2()
+    samples = [400, 401, 719, 720, 1000, 16000, 16001, 48000, 123_457]
+    expected = model._get_feat_extract_output_lengths(torch.tensor(samples)).tolist()
+    got = [ctc_output_frames(n, WAV2VEC2_CONV_KERNEL, WAV2VEC2_CONV_STRIDE) for n in samples]
+    assert got == expected
+    assert got[0] == 1  # 400 samples = one 25 ms receptive field
+
+
+def test_ctc_output_frames_too_short_is_zero() -> None:
+    assert ctc_output_frames(0, WAV2VEC2_CONV_KERNEL, WAV2VEC2_CONV_STRIDE) == 0
+    assert ctc_output_frames(100, WAV2VEC2_CONV_KERNEL, WAV2VEC2_CONV_STRIDE) == 0
+
+
+def test_ctc_output_frames_kernel_stride_mismatch_raises() -> None:
+    with pytest.raises(ValueError):
+        ctc_output_frames(16000, (10, 3), (5,))
+
+
+@pytest.mark.parametrize(
+    ("labels", "frames"),
+    [([1, 2, 2, 3], 5), ([1, 1, 1], 5), ([1, 2, 3], 3), ([4], 1), ([], 0), ([1, 2, 1], 3)],
+)
+def test_ctc_min_frames(labels: list[int], frames: int) -> None:
+    assert ctc_min_frames(labels) == frames
+
+
+# ---------------------------------------------------------------- load_audiofolder
+
+
+def write_wav(path: Path, seconds: float = 0.1) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.zeros(int(16000 * seconds), dtype=np.float32), 16000)
+
+
+def test_load_audiofolder_flat_csv(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    write_wav(root / "a.wav")
+    write_wav(root / "clips" / "b.wav")
+    (root / "metadata.csv").write_text("file_name,transcription\na.wav,hello\nclips/b.wav,world\n")
+    ds = load_audiofolder(root, cache_dir=str(tmp_path / "cache"))
+    assert list(ds) == ["train"]
+    train = ds["train"]
+    assert len(train) == 2
+    assert train["transcription"] == ["hello", "world"]
+    cells = train["audio"]
+    assert cells[0] == {"bytes": None, "path": str((root / "a.wav").resolve())}
+    assert cells[1] == {"bytes": None, "path": str((root / "clips" / "b.wav").resolve())}
+    for cell in cells:
+        assert Path(cell["path"]).is_absolute() and Path(cell["path"]).is_file()
+    assert train.features["audio"].decode is False
+
+
+def test_load_audiofolder_custom_audio_column(tmp_path: Path) -> None:
+    write_wav(tmp_path / "data" / "a.wav")
+    (tmp_path / "data" / "metadata.csv").write_text("file_name,text\na.wav,hi\n")
+    ds = load_audiofolder(tmp_path / "data", audio_column="speech", cache_dir=str(tmp_path / "cache"))
+    assert ds["train"][0]["speech"]["path"] == str((tmp_path / "data" / "a.wav").resolve())
+
+
+def test_load_audiofolder_split_subfolders_jsonl(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for split, names in {"train": ["t1", "t2", "t3"], "test": ["x1"]}.items():
+        rows = []
+        for name in names:
+            write_wav(root / split / f"{name}.wav")
+            rows.append(json.dumps({"file_name": f"{name}.wav", "transcription": name.upper()}))
+        (root / split / "metadata.jsonl").write_text("\n".join(rows) + "\n")
+    ds = load_audiofolder(str(root), cache_dir=str(tmp_path / "cache"))
+    assert sorted(ds) == ["test", "train"]
+    assert len(ds["train"]) == 3
+    assert len(ds["test"]) == 1
+    assert ds["test"][0]["audio"] == {"bytes": None, "path": str((root / "test" / "x1.wav").resolve())}
+    assert ds["train"]["transcription"] == ["T1", "T2", "T3"]
+
+
+def test_load_audiofolder_dev_alias_is_validation(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for split in ("train", "dev"):
+        write_wav(root / split / "a.wav")
+        (root / split / "metadata.csv").write_text("file_name,transcription\na.wav,a\n")
+    ds = load_audiofolder(root, cache_dir=str(tmp_path / "cache"))
+    assert sorted(ds) == ["train", "validation"]
+
+
+def test_load_audiofolder_without_metadata_raises(tmp_path: Path) -> None:
+    write_wav(tmp_path / "data" / "a.wav")
+    with pytest.raises(FileNotFoundError, match="metadata.csv"):
+        load_audiofolder(tmp_path / "data", cache_dir=str(tmp_path / "cache"))
+
+
+def test_load_audiofolder_without_file_name_column_raises(tmp_path: Path) -> None:
+    write_wav(tmp_path / "data" / "a.wav")
+    (tmp_path / "data" / "metadata.csv").write_text("path,transcription\na.wav,hi\n")
+    with pytest.raises(KeyError, match="file_name"):
+        load_audiofolder(tmp_path / "data", cache_dir=str(tmp_path / "cache"))

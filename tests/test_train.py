@@ -1,0 +1,99 @@
+# pytest tests/test_train.py
+"""train.py end to end on the demo corpus: smoke run, run-dir outputs, export, eval invariance, offline error."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+import pytest
+import torch
+from conftest import ROOT, read_jsonl
+
+import train
+from asr_lightning.audio import load_audio
+from asr_lightning.module import ASRModule
+
+
+def test_fast_dev_run(demo_cfg, tmp_path: Path) -> None:
+    metrics = train.train(demo_cfg("debug=fdr"))
+    assert {"train/loss", "val/wer", "test/wer", "test/cer"} <= set(metrics)
+    assert (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_run_dir_outputs(trained_run: Path) -> None:
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    for key in ("val/wer", "val/cer", "val/wer_best", "test/wer", "test/cer", "best_checkpoint"):
+        assert key in metrics
+    assert Path(metrics["best_checkpoint"]).exists() and (trained_run / "checkpoints" / "last.ckpt").exists()
+    rows = read_jsonl(trained_run / "predictions" / "test.jsonl")
+    assert len(rows) == metrics["data"]["test"]["kept"]
+    assert {"id", "reference", "hypothesis", "wer", "intent_class", "speaker"} <= set(rows[0])
+    for name in ("splits.json", "vocab.json", "data_report.json", "hf_model/config.json"):
+        assert (trained_run / name).exists(), name
+
+
+def test_test_metrics_match_the_predictions_file(trained_run: Path) -> None:
+    import jiwer
+
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    rows = read_jsonl(trained_run / "predictions" / "test.jsonl")
+    corpus_wer = jiwer.wer([r["reference"] for r in rows], [r["hypothesis"] for r in rows])
+    assert corpus_wer == pytest.approx(metrics["test/wer"], abs=1e-5)
+
+
+def test_exported_model_runs_in_transformers_pipeline(trained_run: Path) -> None:
+    from transformers import pipeline
+
+    asr = pipeline("automatic-speech-recognition", model=str(trained_run / "hf_model"), device="cpu")
+    row = read_jsonl(trained_run / "predictions" / "test.jsonl")[0]
+    clip = ROOT / "data" / "demo" / "audio" / f"{row['id']}.flac"
+    out = asr({"raw": load_audio(clip, 16000), "sampling_rate": 16000})  # 16 kHz: no torchaudio resampling
+    assert out["text"] == row["hypothesis"]
+
+
+def test_eval_wer_does_not_depend_on_batch_size(trained_run: Path, demo_cfg) -> None:
+    best = json.loads((trained_run / "metrics.json").read_text())["best_checkpoint"]
+    results = {}
+    for bs in (1, 8):
+        dm = hydra.utils.instantiate(demo_cfg(f"data.eval_batch_size={bs}").data)
+        dm.setup()
+        module = ASRModule.from_checkpoint(best)
+        trainer = L.Trainer(
+            accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+        )
+        metrics = trainer.test(module, datamodule=dm, verbose=False)[0]
+        results[bs] = (
+            metrics["test/wer"],
+            metrics["test/cer"],
+            sorted((r["id"], r["hypothesis"]) for r in module.test_records),
+        )
+    assert results[1] == results[8]
+
+
+def test_offline_hub_fails_fast_with_advice(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    env |= {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing listens on port 9
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "train.py", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - start
+    assert proc.returncode != 0
+    for needle in ("PolyAI/minds14", "HF_HUB_OFFLINE", "data=audiofolder", "experiment=demo"):
+        assert needle in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert elapsed < 30
+
+
+def test_checkpoints_hold_primitives_only(trained_run: Path) -> None:
+    best = json.loads((trained_run / "metrics.json").read_text())["best_checkpoint"]
+    ckpt = torch.load(best, map_location="cpu", weights_only=True)  # fails on pickled Hydra/OmegaConf objects
+    assert ckpt["hyper_parameters"]["vocab"] and "hf_config" in ckpt
