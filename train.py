@@ -67,9 +67,7 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
 
     if trainer.is_global_zero and not trainer.fast_dev_run:
         metrics["hf_model"] = str(model.export(out_dir / "hf_model"))
-    metrics["data"] = {
-        s: {k: r[k] for k in ("rows", "kept", "hours", "skipped")} for s, r in datamodule.report.items()
-    }
+    metrics["data"] = {s: {k: r[k] for k in ("rows", "kept", "hours", "skipped")} for s, r in datamodule.report.items()}
     if trainer.is_global_zero:
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
         log.info("metrics: %s", json.dumps({k: v for k, v in metrics.items() if "/" in k}))

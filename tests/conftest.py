@@ -34,9 +34,7 @@ FAST = [
 ]
 
 
-def compose_cfg(
-    config_name: str, overrides: list[str], output_dir: Path, cache_dir: Path | None = None
-) -> DictConfig:
+def compose_cfg(config_name: str, overrides: list[str], output_dir: Path, cache_dir: Path | None = None) -> DictConfig:
     """Compose a config like the entry point does, with the run dir set to `output_dir`."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

@@ -29,9 +29,7 @@ def test_pads_input_values_and_lengths(examples: list[dict]) -> None:
     x = batch["input_values"]
     assert x.dtype == torch.float32
     assert x.shape == (3, 5)
-    expected = torch.tensor(
-        [[0.5, -0.5, 0.25, 0.0, 0.0], [1.0, 2.0, 3.0, 4.0, 5.0], [9.0, 0.0, 0.0, 0.0, 0.0]]
-    )
+    expected = torch.tensor([[0.5, -0.5, 0.25, 0.0, 0.0], [1.0, 2.0, 3.0, 4.0, 5.0], [9.0, 0.0, 0.0, 0.0, 0.0]])
     torch.testing.assert_close(x, expected)
     assert batch["input_lengths"].tolist() == [3, 5, 1]
 
@@ -66,9 +64,7 @@ def test_attention_mask_pattern(examples: list[dict]) -> None:
 
 
 def test_without_labels(examples: list[dict]) -> None:
-    batch = CTCCollator(return_attention_mask=False)(
-        [{k: v for k, v in e.items() if k != "labels"} for e in examples]
-    )
+    batch = CTCCollator(return_attention_mask=False)([{k: v for k, v in e.items() if k != "labels"} for e in examples])
     assert "labels" not in batch
     assert batch["input_values"].shape == (3, 5)
 
@@ -76,8 +72,6 @@ def test_without_labels(examples: list[dict]) -> None:
 def test_does_not_alias_read_only_inputs() -> None:
     values = np.ones(4, dtype=np.float32)
     values.setflags(write=False)  # arrow-backed numpy arrays are read-only
-    batch = CTCCollator(return_attention_mask=False)(
-        [{"id": "x", "text": "", "input_values": values, "labels": [1]}]
-    )
+    batch = CTCCollator(return_attention_mask=False)([{"id": "x", "text": "", "input_values": values, "labels": [1]}])
     batch["input_values"].mul_(2)
     assert values.tolist() == [1.0] * 4

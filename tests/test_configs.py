@@ -32,18 +32,13 @@ def test_bare_config_is_the_minds14_experiment(tmp_path: Path) -> None:
     for cfg in (bare, exp):
         cfg.pop("hydra")
     assert bare == exp
-    assert (
-        bare["data"]["dataset"] == "PolyAI/minds14"
-        and bare["model"]["pretrained"] == "facebook/wav2vec2-base"
-    )
+    assert bare["data"]["dataset"] == "PolyAI/minds14" and bare["model"]["pretrained"] == "facebook/wav2vec2-base"
 
 
 def test_seed_guide_recipe(tmp_path: Path) -> None:
     cfg = compose_cfg("train", ["experiment=minds14_seed"], tmp_path)
     assert cfg.data.max_samples == 100 and cfg.data.val_fraction == 0.2 and cfg.data.test_fraction == 0.0
-    assert (
-        cfg.model.lr == 1e-5 and cfg.model.scheduler.warmup_steps == 500 and cfg.model.gradient_checkpointing
-    )
+    assert cfg.model.lr == 1e-5 and cfg.model.scheduler.warmup_steps == 500 and cfg.model.gradient_checkpointing
     assert (cfg.data.batch_size, cfg.trainer.accumulate_grad_batches) == (8, 2)
     assert cfg.trainer.precision == "16-mixed" and cfg.trainer.max_steps == 2000
     assert cfg.trainer.val_check_interval == 2000  # batches: 1000 optimizer steps x 2

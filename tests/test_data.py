@@ -60,12 +60,12 @@ def test_features_are_normalised_16k_and_labels_decode(demo_cfg) -> None:
 
 
 def test_filters_are_counted(demo_cfg) -> None:
-    dm = make_dm(demo_cfg, "data.max_duration_s=2.0", "data.min_duration_s=1.5")
+    dm = make_dm(demo_cfg, "data.max_duration_s=1.6", "data.min_duration_s=1.2")  # demo clips: 0.8-2.2 s
     report = dm.report["train"]
-    assert report["skipped"]["too_long"] > 0 and report["skipped"]["too_short"] >= 0
+    assert report["skipped"]["too_long"] > 0 and report["skipped"]["too_short"] > 0
     assert report["kept"] + sum(report["skipped"].values()) == report["rows"]
     lengths = np.asarray(dm.splits["train"]["input_length"]) / 16000
-    assert lengths.min() >= 1.5 and lengths.max() <= 2.0
+    assert lengths.min() >= 1.2 and lengths.max() <= 1.6
     assert len(report["skipped_ids"]["too_long"]) == report["skipped"]["too_long"]
 
 
@@ -79,8 +79,7 @@ def test_second_setup_reuses_the_preprocessing_cache(demo_cfg) -> None:
     first = make_dm(demo_cfg)
     second = make_dm(demo_cfg)
     assert (
-        first.splits["train"].cache_files
-        and second.splits["train"]._fingerprint == first.splits["train"]._fingerprint
+        first.splits["train"].cache_files and second.splits["train"]._fingerprint == first.splits["train"]._fingerprint
     )
 
 
@@ -100,3 +99,41 @@ def test_bad_fractions_fail_before_loading() -> None:
 def test_missing_column_names_the_column(demo_cfg) -> None:
     with pytest.raises(KeyError, match="sentence"):
         make_dm(demo_cfg, "data.text_column=sentence")
+
+
+def test_bad_clips_are_skipped_counted_and_named(tmp_path: Path, cache_dir: Path, caplog) -> None:
+    import csv
+    import shutil
+
+    from conftest import DEMO_DIR
+
+    folder = tmp_path / "corpus"
+    (folder / "audio").mkdir(parents=True)
+    with open(DEMO_DIR / "metadata.csv", newline="") as f:
+        rows = list(csv.DictReader(f))[:12]
+    for r in rows:
+        shutil.copy(DEMO_DIR / r["file_name"], folder / r["file_name"])
+    (folder / "audio" / "broken.flac").write_bytes(b"fLaC but not really")
+    rows += [
+        {"file_name": "audio/broken.flac", "transcription": "hello", "id": "broken"},
+        {"file_name": rows[0]["file_name"], "transcription": " ?! ", "id": "empty"},
+        {"file_name": rows[1]["file_name"], "transcription": "a b " * 40, "id": "too-many-labels"},
+    ]
+    with open(folder / "metadata.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["file_name", "transcription", "id"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    dm = ASRDataModule(
+        dataset="audiofolder", data_dir=str(folder), id_column="id", vocab="train", val_fraction=0.0,
+        test_fraction=0.0, cache_dir=str(cache_dir), output_dir=str(tmp_path / "run"),
+    )  # fmt: skip
+    dm.setup()
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())["train"]
+    assert report["skipped"] == {"unreadable": 1, "empty_text": 1, "too_short": 0, "too_long": 0, "unalignable": 1}
+    assert report["skipped_ids"] == {
+        "unreadable": ["broken"],
+        "empty_text": ["empty"],
+        "unalignable": ["too-many-labels"],
+    }
+    assert report["kept"] == 12 and len(dm.splits["train"]) == 12
+    assert "broken.flac" in caplog.text

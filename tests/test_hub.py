@@ -109,9 +109,7 @@ def test_from_pretrained_local_dir_works_offline(offline: Path, tmp_path: Path) 
 # ---------------------------------------------------------------- switching to offline
 
 
-def test_ensure_hub_or_offline_switches_when_unreachable(
-    online_flags: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ensure_hub_or_offline_switches_when_unreachable(online_flags: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
     assert not hub.is_offline()
     hub.ensure_hub_or_offline(timeout_s=1.0)
@@ -121,9 +119,7 @@ def test_ensure_hub_or_offline_switches_when_unreachable(
     assert datasets.config.HF_HUB_OFFLINE is True
 
 
-def test_ensure_hub_or_offline_switches_on_free_port(
-    online_flags: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ensure_hub_or_offline_switches_on_free_port(online_flags: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{closed_port()}")
     hub.ensure_hub_or_offline(timeout_s=1.0)
     assert hub.is_offline()
@@ -139,9 +135,7 @@ def test_ensure_hub_or_offline_stays_online_when_reachable(
     assert datasets.config.HF_HUB_OFFLINE is False
 
 
-def test_ensure_hub_or_offline_noop_when_already_offline(
-    offline: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ensure_hub_or_offline_noop_when_already_offline(offline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("no connection should be tried when already offline")
 

@@ -25,9 +25,7 @@ import train
 from asr_lightning.text import make_tokenizer
 
 # facebook/wav2vec2-base's vocab.json
-BASE_VOCAB = {
-    tok: i for i, tok in enumerate(["<pad>", "<s>", "</s>", "<unk>", "|", *"ETAONIHSRDLUMWCFGYPBVK'XJQZ"])
-}
+BASE_VOCAB = {tok: i for i, tok in enumerate(["<pad>", "<s>", "</s>", "<unk>", "|", *"ETAONIHSRDLUMWCFGYPBVK'XJQZ"])}
 INTENTS = ["abroad", "address", "app_error", "atm_limit", "balance", "business_loan", "card_issues",
            "cash_deposit", "direct_debit", "freeze", "high_value_payment", "joint_account",
            "latest_transactions", "pay_bill"]  # fmt: skip
@@ -44,10 +42,7 @@ def minds14_standin(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("en-US", lambda r: r["transcription"]),
         ("ko-KR", lambda r: "안녕하세요 잔액을 확인하고 싶어요"),
     ):
-        rows = {
-            k: []
-            for k in ("path", "audio", "transcription", "english_transcription", "intent_class", "lang_id")
-        }
+        rows = {k: [] for k in ("path", "audio", "transcription", "english_transcription", "intent_class", "lang_id")}
         for r in demo:
             audio, sr = sf.read(DEMO_DIR / r["file_name"])
             buf = io.BytesIO()
@@ -100,9 +95,7 @@ def minds14_cfg(tmp_path: Path, standin: Path, model: Path, *overrides: str):
     )  # fmt: skip
 
 
-def test_minds14_path_trains_with_pretrained_vocab(
-    minds14_standin: Path, base_standin: Path, tmp_path: Path
-) -> None:
+def test_minds14_path_trains_with_pretrained_vocab(minds14_standin: Path, base_standin: Path, tmp_path: Path) -> None:
     cfg = minds14_cfg(tmp_path, minds14_standin, base_standin, "debug=fdr")
     metrics = train.train(cfg)
     assert "test/wer" in metrics
@@ -140,9 +133,7 @@ def test_pretrained_vocab_that_cannot_spell_the_language_fails_clearly(
 
 
 def test_other_language_with_train_vocab(minds14_standin: Path, base_standin: Path, tmp_path: Path) -> None:
-    cfg = minds14_cfg(
-        tmp_path, minds14_standin, base_standin, "data.config=ko-KR", "data.vocab=train", "debug=fdr"
-    )
+    cfg = minds14_cfg(tmp_path, minds14_standin, base_standin, "data.config=ko-KR", "data.vocab=train", "debug=fdr")
     train.train(cfg)
     vocab = json.loads((tmp_path / "run" / "vocab.json").read_text())
     assert "잔" in vocab and len(vocab) != len(BASE_VOCAB)

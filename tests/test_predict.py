@@ -17,8 +17,7 @@ def test_ckpt_and_hf_model_give_the_same_text(trained_run: Path) -> None:
     best = json.loads((trained_run / "metrics.json").read_text())["best_checkpoint"]
     files = sorted((DEMO_DIR / "audio").glob("*.flac"))[:6]
     texts = [
-        [r["text"] for r in transcribe(*load_model(p), files, batch_size=4)]
-        for p in (best, trained_run / "hf_model")
+        [r["text"] for r in transcribe(*load_model(p), files, batch_size=4)] for p in (best, trained_run / "hf_model")
     ]
     assert texts[0] == texts[1]
 

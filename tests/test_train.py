@@ -65,9 +65,7 @@ def test_eval_wer_does_not_depend_on_batch_size(trained_run: Path, demo_cfg) -> 
         dm = hydra.utils.instantiate(demo_cfg(f"data.eval_batch_size={bs}").data)
         dm.setup()
         module = ASRModule.from_checkpoint(best)
-        trainer = L.Trainer(
-            accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
-        )
+        trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
         metrics = trainer.test(module, datamodule=dm, verbose=False)[0]
         results[bs] = (
             metrics["test/wer"],

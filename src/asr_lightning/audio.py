@@ -32,9 +32,7 @@ def load_audio(source: bytes | str | Path, target_sr: int) -> np.ndarray:
     """
     name = "<bytes>" if isinstance(source, bytes) else str(source)
     try:
-        data, sr = sf.read(
-            io.BytesIO(source) if isinstance(source, bytes) else source, dtype="float32", always_2d=True
-        )
+        data, sr = sf.read(io.BytesIO(source) if isinstance(source, bytes) else source, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as err:
         raise AudioError(f"cannot decode {name}: {err}") from err
     if data.shape[0] == 0:

@@ -30,18 +30,14 @@ class CTCCollator:
             torch.tensor(e["input_values"], dtype=torch.float32) for e in examples
         ]  # copies: arrow buffers are read-only
         batch: dict[str, Any] = {
-            "input_values": pad_sequence(
-                inputs, batch_first=True, padding_value=self.padding_value
-            ),  # (B, T)
+            "input_values": pad_sequence(inputs, batch_first=True, padding_value=self.padding_value),  # (B, T)
             "input_lengths": torch.tensor([len(x) for x in inputs]),
             "ids": [e["id"] for e in examples],
             "texts": [e["text"] for e in examples],
         }
         if self.return_attention_mask:
             lengths = batch["input_lengths"]
-            batch["attention_mask"] = (
-                torch.arange(batch["input_values"].shape[1])[None, :] < lengths[:, None]
-            ).long()
+            batch["attention_mask"] = (torch.arange(batch["input_values"].shape[1])[None, :] < lengths[:, None]).long()
         if "labels" in examples[0]:
             labels = [torch.as_tensor(e["labels"], dtype=torch.long) for e in examples]
             batch["labels"] = pad_sequence(labels, batch_first=True, padding_value=LABEL_PAD)  # (B, L)

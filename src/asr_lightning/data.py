@@ -159,10 +159,8 @@ class ASRDataModule(L.LightningDataModule):
         if self.splits:
             return
         hp = self.hparams
-        self.feature_extractor = load_feature_extractor(
-            hp.pretrained, hp.sampling_rate, hp.return_attention_mask
-        )
         raw = self._split(self._load())
+        self.feature_extractor = load_feature_extractor(hp.pretrained, hp.sampling_rate, hp.return_attention_mask)
         texts = {
             split: [normalize_text(t or "", hp.chars_to_ignore) for t in ds[hp.text_column]]
             for split, ds in raw.items()
@@ -191,14 +189,10 @@ class ASRDataModule(L.LightningDataModule):
         hp = self.hparams
         if hp.dataset == "audiofolder":
             if not Path(hp.data_dir).is_dir():
-                raise FileNotFoundError(
-                    f"data.data_dir={hp.data_dir} is not a directory (an audiofolder dataset)"
-                )
+                raise FileNotFoundError(f"data.data_dir={hp.data_dir} is not a directory (an audiofolder dataset)")
             ds = load_audiofolder(hp.data_dir, hp.audio_column, hp.cache_dir)
         elif Path(hp.dataset).exists():
-            ds = datasets.load_dataset(
-                hp.dataset, name=hp.config, data_dir=hp.data_dir, cache_dir=hp.cache_dir
-            )
+            ds = datasets.load_dataset(hp.dataset, name=hp.config, data_dir=hp.data_dir, cache_dir=hp.cache_dir)
         else:
             ds = hub.load_dataset(hp.dataset, name=hp.config, revision=hp.revision, cache_dir=hp.cache_dir)
         for split in ds.values():
@@ -220,11 +214,7 @@ class ASRDataModule(L.LightningDataModule):
             self.split_source = "predefined"
             return {s: self._head(named[s]) for s in SPLITS}
         # One pool of rows (MInDS-14 ships only `train`), split deterministically.
-        pool = (
-            datasets.concatenate_datasets([ds[k] for k in sorted(ds)])
-            if len(ds) > 1
-            else next(iter(ds.values()))
-        )
+        pool = datasets.concatenate_datasets([ds[k] for k in sorted(ds)]) if len(ds) > 1 else next(iter(ds.values()))
         pool = self._head(pool)
         ids = self._ids(pool)
         if hp.splits_file:
@@ -249,9 +239,7 @@ class ASRDataModule(L.LightningDataModule):
             ids = [_relative(p, root) for p in _audio_paths(ds, hp.audio_column)]
         dupes = [k for k, c in Counter(ids).items() if c > 1]
         if dupes:
-            raise ValueError(
-                f"ids are not unique ({len(dupes)} repeated, e.g. {dupes[:3]}): set data.id_column"
-            )
+            raise ValueError(f"ids are not unique ({len(dupes)} repeated, e.g. {dupes[:3]}): set data.id_column")
         return ids
 
     def _indices_from_file(self, ids: list[str]) -> dict[str, list[int]]:
@@ -286,6 +274,10 @@ class ASRDataModule(L.LightningDataModule):
 
     def _preprocess(self, split: str, raw: Dataset) -> Dataset:
         hp = self.hparams
+        if len(raw) == 0:  # e.g. test_fraction=0
+            self.metadata[split], self.report[split] = {}, {"rows": 0, "kept": 0, "hours": 0.0, "skipped": {}}
+            features = datasets.Features({k: v for k, v in PREPROCESSED_FEATURES.items() if k not in ("skip", "error")})
+            return Dataset.from_dict({k: [] for k in features}, features=features)
         ids = self._ids(raw)
         columns = {c: raw[c] for c in self.metadata_columns}
         self.metadata[split] = {k: {c: v[i] for c, v in columns.items()} for i, k in enumerate(ids)}
@@ -319,9 +311,7 @@ class ASRDataModule(L.LightningDataModule):
         kept = ds.select([i for i, s in enumerate(skips) if not s]).remove_columns(["skip", "error"])
         texts = kept["text"]
         rate, missing = oov_stats(texts, self.vocab)
-        seconds = (
-            float(np.sum(kept["input_length"])) / self.feature_extractor.sampling_rate if len(kept) else 0.0
-        )
+        seconds = float(np.sum(kept["input_length"])) / self.feature_extractor.sampling_rate if len(kept) else 0.0
         self.report[split] = {
             "rows": len(raw),
             "kept": len(kept),
@@ -356,9 +346,7 @@ class ASRDataModule(L.LightningDataModule):
         (out / "data_report.json").write_text(json.dumps(self.report, indent=1, ensure_ascii=False))
 
     def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
-        ds = self.splits[split].with_format(
-            "numpy", columns=["input_values", "labels"], output_all_columns=True
-        )
+        ds = self.splits[split].with_format("numpy", columns=["input_values", "labels"], output_all_columns=True)
         trainer = self.trainer
         sampler = LengthGroupedBatchSampler(
             self.splits[split]["input_length"],
@@ -379,9 +367,7 @@ class ASRDataModule(L.LightningDataModule):
         )
 
 
-def load_audiofolder(
-    data_dir: str | Path, audio_column: str = "audio", cache_dir: str | None = None
-) -> DatasetDict:
+def load_audiofolder(data_dir: str | Path, audio_column: str = "audio", cache_dir: str | None = None) -> DatasetDict:
     """Load a folder in the datasets "audiofolder" layout without decoding (or encoding) any audio.
 
     `metadata.csv` or `metadata.jsonl` with a `file_name` column (paths relative to the metadata file),
@@ -474,7 +460,7 @@ def _prepare_example(
     out = {
         "id": example["_id"],
         "text": text,
-        "input_values": [],
+        "input_values": np.zeros(0, dtype=np.float32),  # typed: Arrow won't mix float64 [] with float32 rows
         "input_length": 0,
         "labels": [],
         "skip": "",

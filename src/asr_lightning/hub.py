@@ -50,9 +50,7 @@ def from_pretrained(cls: type[T], name_or_path: str, what: str = "model", **kwar
         return cls.from_pretrained(name_or_path, **kwargs)  # type: ignore[attr-defined]
     except OSError as err:
         if is_offline():
-            raise HubUnavailableError(
-                _help(what, name_or_path, huggingface_hub.constants.HF_HUB_CACHE)
-            ) from err
+            raise HubUnavailableError(_help(what, name_or_path, huggingface_hub.constants.HF_HUB_CACHE)) from err
         raise
 
 

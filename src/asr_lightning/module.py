@@ -93,12 +93,20 @@ class ASRModule(L.LightningModule):
         }
         if pretrained is not None:
             self.model = from_pretrained(
-                Wav2Vec2ForCTC, pretrained, what="model", attn_implementation=attn_implementation, **overrides
+                Wav2Vec2ForCTC,
+                pretrained,
+                what="model",
+                attn_implementation=attn_implementation,
+                ignore_mismatched_sizes=True,  # a CTC head for another vocabulary is re-initialised
+                **overrides,
             )
         else:
             config = Wav2Vec2Config(**{**(architecture or {}), **overrides})
             config._attn_implementation = attn_implementation
             self.model = Wav2Vec2ForCTC(config)
+        # from_pretrained returns the model in eval mode and Lightning keeps modules' modes: without this,
+        # fine-tuning would silently run with dropout, layerdrop and SpecAugment off.
+        self.model.train()
         if freeze_feature_encoder:
             self.model.freeze_feature_encoder()
         if gradient_checkpointing:
@@ -198,6 +206,4 @@ def linear_warmup_decay(
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warmup then linear decay to 0, with warmup given in steps or as a share of training."""
     warmup = warmup_steps or math.ceil(warmup_ratio * num_training_steps)
-    return get_linear_schedule_with_warmup(
-        optimizer, num_warmup_steps=warmup, num_training_steps=num_training_steps
-    )
+    return get_linear_schedule_with_warmup(optimizer, num_warmup_steps=warmup, num_training_steps=num_training_steps)

@@ -110,12 +110,8 @@ def load_feature_extractor(
 
 def build_processor(vocab: dict[str, int], feature_extractor: dict) -> Wav2Vec2Processor:
     """Processor (tokenizer + feature extractor) from primitives, as stored in checkpoints."""
-    fe_kwargs = {
-        k: v for k, v in feature_extractor.items() if k not in ("feature_extractor_type", "processor_class")
-    }
-    return Wav2Vec2Processor(
-        feature_extractor=Wav2Vec2FeatureExtractor(**fe_kwargs), tokenizer=make_tokenizer(vocab)
-    )
+    fe_kwargs = {k: v for k, v in feature_extractor.items() if k not in ("feature_extractor_type", "processor_class")}
+    return Wav2Vec2Processor(feature_extractor=Wav2Vec2FeatureExtractor(**fe_kwargs), tokenizer=make_tokenizer(vocab))
 
 
 def _pick(vocab: dict[str, int], kind: str) -> str:
@@ -123,6 +119,4 @@ def _pick(vocab: dict[str, int], kind: str) -> str:
     for candidate in (SPECIAL_TOKENS[kind], f"[{kind.upper()}]"):
         if candidate in vocab:
             return candidate
-    raise ValueError(
-        f"vocabulary has no {kind} token (expected {SPECIAL_TOKENS[kind]!r}); keys: {list(vocab)[:10]}"
-    )
+    raise ValueError(f"vocabulary has no {kind} token (expected {SPECIAL_TOKENS[kind]!r}); keys: {list(vocab)[:10]}")

@@ -20,9 +20,7 @@ from asr_lightning.hub import from_pretrained
 log = logging.getLogger(__name__)
 
 
-def load_model(
-    path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[Wav2Vec2ForCTC, Wav2Vec2Processor]:
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Wav2Vec2ForCTC, Wav2Vec2Processor]:
     """Model and processor from a `.ckpt` file, a `save_pretrained` directory or a Hub id, in eval mode."""
     path = str(path)
     if path.endswith(".ckpt"):
@@ -65,12 +63,8 @@ def transcribe(
         except AudioError as err:
             log.warning("skipped %s", err)
             results[i] = {"path": str(f), "error": str(err)}
-    order = sorted(
-        audio, key=lambda i: -len(audio[i])
-    )  # length-sorted: little padding, batch-size independent
-    collate = CTCCollator(
-        return_attention_mask=bool(fe.return_attention_mask), padding_value=fe.padding_value
-    )
+    order = sorted(audio, key=lambda i: -len(audio[i]))  # length-sorted: little padding, batch-size independent
+    collate = CTCCollator(return_attention_mask=bool(fe.return_attention_mask), padding_value=fe.padding_value)
     device = next(model.parameters()).device
     for idx in tqdm(
         list(_chunks(order, batch_size)), desc="transcribe", unit="batch", disable=len(order) <= batch_size
