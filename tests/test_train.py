@@ -67,12 +67,24 @@ def test_eval_wer_does_not_depend_on_batch_size(trained_run: Path, demo_cfg) -> 
         module = ASRModule.from_checkpoint(best)
         trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
         metrics = trainer.test(module, datamodule=dm, verbose=False)[0]
-        results[bs] = (
-            metrics["test/wer"],
-            metrics["test/cer"],
-            sorted((r["id"], r["hypothesis"]) for r in module.test_records),
-        )
+        hyps = sorted((r["id"], r["hypothesis"]) for r in module.test_records)
+        results[bs] = (metrics["test/wer"], metrics["test/cer"], hyps)
     assert results[1] == results[8]
+
+
+def test_padding_does_not_change_outputs(trained_run: Path, demo_cfg) -> None:
+    """Per-clip log-probs in a padded, masked batch equal those of the clip alone (the basis of the above)."""
+    dm = hydra.utils.instantiate(demo_cfg("data.eval_batch_size=8").data)
+    dm.setup()
+    module = ASRModule.from_checkpoint(json.loads((trained_run / "metrics.json").read_text())["best_checkpoint"])
+    module.eval()
+    batch = next(iter(dm.val_dataloader()))
+    assert "attention_mask" in batch and batch["input_lengths"].unique().numel() > 1
+    with torch.no_grad():
+        batched = module(batch).logits.log_softmax(-1)  # (batch, frames, vocab)
+        for i, n in enumerate(batch["input_lengths"].tolist()):
+            alone = module({"input_values": batch["input_values"][i : i + 1, :n]}).logits.log_softmax(-1)[0]
+            assert torch.allclose(batched[i, : alone.shape[0]], alone, atol=1e-4)
 
 
 def test_offline_hub_fails_fast_with_advice(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
 import torch
 from torchmetrics import MinMetric
 from torchmetrics.text import CharErrorRate, WordErrorRate
@@ -104,6 +105,7 @@ class ASRModule(L.LightningModule):
             config = Wav2Vec2Config(**{**(architecture or {}), **overrides})
             config._attn_implementation = attn_implementation
             self.model = Wav2Vec2ForCTC(config)
+        self._check_attention_mask(bool(feature_extractor.get("return_attention_mask")), random_init=pretrained is None)
         # from_pretrained returns the model in eval mode and Lightning keeps modules' modes: without this,
         # fine-tuning would silently run with dropout, layerdrop and SpecAugment off.
         self.model.train()
@@ -170,6 +172,20 @@ class ASRModule(L.LightningModule):
             self.test_records += [
                 {"id": i, "reference": r, "hypothesis": h} for i, r, h in zip(batch["ids"], refs, hyps, strict=True)
             ]
+
+    def _check_attention_mask(self, uses_mask: bool, random_init: bool) -> None:
+        # Layer-norm feature encoders (large-lv60, XLS-R) are trained with attention masks; group-norm ones
+        # (wav2vec2-base) without. A mismatch makes outputs depend on how much padding a batch has.
+        norm = self.model.config.feat_extract_norm
+        if (norm == "layer") == uses_mask:
+            return
+        msg = (
+            f"feature extractor return_attention_mask={uses_mask} does not suit a {norm}-norm feature encoder "
+            f"(expected {norm == 'layer'}): set data.return_attention_mask={str(norm == 'layer').lower()}"
+        )
+        if random_init:
+            raise ValueError(msg)
+        rank_zero_warn(msg)
 
     # ---------------------------------------------------------------- optimisation and checkpoints
 
