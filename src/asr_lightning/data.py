@@ -161,14 +161,13 @@ class ASRDataModule(L.LightningDataModule):
         hp = self.hparams
         raw = self._split(self._load())
         self.feature_extractor = load_feature_extractor(hp.pretrained, hp.sampling_rate, hp.return_attention_mask)
-        texts = {
-            split: [normalize_text(t or "", hp.chars_to_ignore) for t in ds[hp.text_column]]
-            for split, ds in raw.items()
-        }
-        self.vocab = self._make_vocab(texts["train"])
+        ids = {split: self._ids(ds) for split, ds in raw.items()}
+        self.vocab = self._make_vocab(
+            [normalize_text(t or "", hp.chars_to_ignore) for t in raw["train"][hp.text_column]]
+        )
         for split, ds in raw.items():
-            self.splits[split] = self._preprocess(split, ds)
-        self._write_outputs(raw)
+            self.splits[split] = self._preprocess(split, ds, ids[split])
+        self._write_outputs(ids)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True, batch_size=self.hparams.batch_size)
@@ -272,13 +271,12 @@ class ASRDataModule(L.LightningDataModule):
             )
         return vocab
 
-    def _preprocess(self, split: str, raw: Dataset) -> Dataset:
+    def _preprocess(self, split: str, raw: Dataset, ids: list[str]) -> Dataset:
         hp = self.hparams
         if len(raw) == 0:  # e.g. test_fraction=0
             self.metadata[split], self.report[split] = {}, {"rows": 0, "kept": 0, "hours": 0.0, "skipped": {}}
             features = datasets.Features({k: v for k, v in PREPROCESSED_FEATURES.items() if k not in ("skip", "error")})
             return Dataset.from_dict({k: [] for k in features}, features=features)
-        ids = self._ids(raw)
         columns = {c: raw[c] for c in self.metadata_columns}
         self.metadata[split] = {k: {c: v[i] for c, v in columns.items()} for i, k in enumerate(ids)}
         raw = raw.add_column("_id", ids) if "_id" not in raw.column_names else raw
@@ -329,12 +327,12 @@ class ASRDataModule(L.LightningDataModule):
             raise ValueError(f"no usable training clips in {self.hparams.dataset}: see the skip counts above")
         return kept
 
-    def _write_outputs(self, raw: dict[str, Dataset]) -> None:
+    def _write_outputs(self, ids: dict[str, list[str]]) -> None:
         if not self.hparams.output_dir:
             return
         out = Path(self.hparams.output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        splits = {s: self._ids(raw[s]) for s in SPLITS}
+        splits: dict[str, Any] = {s: ids[s] for s in SPLITS}
         splits["_meta"] = {
             "dataset": self.hparams.dataset, "config": self.hparams.config, "revision": self.hparams.revision,
             "split_seed": self.hparams.split_seed, "source": self.split_source,
