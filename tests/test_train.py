@@ -107,3 +107,19 @@ def test_checkpoints_hold_primitives_only(trained_run: Path) -> None:
     best = json.loads((trained_run / "metrics.json").read_text())["best_checkpoint"]
     ckpt = torch.load(best, map_location="cpu", weights_only=True)  # fails on pickled Hydra/OmegaConf objects
     assert ckpt["hyper_parameters"]["vocab"] and "hf_config" in ckpt
+
+
+@pytest.mark.slow
+def test_ddp_cpu_predictions_cover_the_test_split_once(tmp_path: Path) -> None:
+    """2 gloo processes: every test utterance is scored exactly once and lands in one predictions file."""
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "train.py", "experiment=demo", "trainer=ddp_cpu", "data.max_samples=48", "data.num_proc=1",
+         "data.eval_batch_size=4", "trainer.max_steps=2", "trainer.check_val_every_n_epoch=1", f"hydra.run.dir={run}",
+         "trainer.enable_progress_bar=false"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ids = [r["id"] for r in read_jsonl(run / "predictions" / "test.jsonl")]
+    test_ids = json.loads((run / "splits.json").read_text())["test"]
+    assert len(ids) == len(set(ids)) and sorted(ids) == sorted(test_ids)

@@ -154,6 +154,13 @@ class ASRModule(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self.test_records = []
 
+    def on_test_epoch_end(self) -> None:
+        # Under DDP each rank scored distinct batches (no sampler padding): gather them for one complete file.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            parts: list[list[dict[str, str]]] = [[] for _ in range(torch.distributed.get_world_size())]
+            torch.distributed.all_gather_object(parts, self.test_records)
+            self.test_records = [r for part in parts for r in part]
+
     def transcribe_logits(self, logits: torch.Tensor) -> list[str]:
         """Greedy CTC decoding: argmax per frame, then the tokenizer collapses repeats and blanks."""
         return self.processor.tokenizer.batch_decode(logits.argmax(dim=-1).cpu())  # (batch, frames) -> texts
