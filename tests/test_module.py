@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import Wav2Vec2FeatureExtractor
 
@@ -89,3 +90,34 @@ def test_checkpoint_loads_without_hydra_and_export_roundtrips(tmp_path: Path) ->
     module.eval(), loaded.eval()
     assert torch.allclose(module(b).logits, loaded(b).logits)
     assert loaded.processor.tokenizer.get_vocab() == module.processor.tokenizer.get_vocab()
+
+
+def test_pretrained_model_trains_in_train_mode(tmp_path: Path) -> None:
+    """from_pretrained returns eval-mode modules; fine-tuning must not silently run without dropout."""
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    vocab = build_vocab(["HELLO WORLD"])
+    Wav2Vec2ForCTC(Wav2Vec2Config(**TINY, vocab_size=len(vocab))).save_pretrained(tmp_path)
+    fe = Wav2Vec2FeatureExtractor(return_attention_mask=True).to_dict()
+    module = ASRModule(vocab, fe, pretrained=str(tmp_path), hidden_dropout=0.1)
+    assert module.model.training and all(m.training for m in module.model.modules())
+
+
+def test_gradient_checkpointing_gives_the_same_gradients() -> None:
+    grads = []
+    random_parts = ("hidden_dropout", "attention_dropout", "activation_dropout", "feat_proj_dropout", "final_dropout")
+    no_dropout = {k: 0.0 for k in (*random_parts, "layerdrop", "mask_time_prob")}
+    for checkpointing in (False, True):
+        module = tiny_module(freeze_feature_encoder=False, gradient_checkpointing=checkpointing, **no_dropout)
+        module.train()
+        torch.manual_seed(1)
+        module(batch(module)).loss.backward()
+        grads.append(module.model.lm_head.weight.grad.clone())
+    assert module.model.wav2vec2.encoder.gradient_checkpointing  # transformers' flag for either API name
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_mask_setting_must_suit_the_encoder() -> None:
+    fe = Wav2Vec2FeatureExtractor(return_attention_mask=False).to_dict()
+    with pytest.raises(ValueError, match="data.return_attention_mask=true"):
+        ASRModule(build_vocab(["A"]), fe, pretrained=None, architecture=TINY)

@@ -112,7 +112,11 @@ class ASRModule(L.LightningModule):
         if freeze_feature_encoder:
             self.model.freeze_feature_encoder()
         if gradient_checkpointing:
-            self.model.gradient_checkpointing_enable()
+            # transformers 5 renamed it (the old name warns, and goes in v6)
+            enable = (
+                getattr(self.model, "activation_checkpointing_enable", None) or self.model.gradient_checkpointing_enable
+            )
+            enable()
         self.wer = torch.nn.ModuleDict({s: WordErrorRate() for s in ("val", "test")})
         self.cer = torch.nn.ModuleDict({s: CharErrorRate() for s in ("val", "test")})
         self.val_wer_best = MinMetric()
