@@ -58,6 +58,9 @@ def test_greedy_decoding_collapses_repeats_and_blanks() -> None:
     for t, tok in enumerate(frames):
         logits[0, t, vocab[tok]] = 10.0
     assert module.transcribe_logits(logits) == ["HELLO WORLD"]
+    logits[0, 0, vocab["<unk>"]] = 20.0  # specials never reach a transcript (as in transformers.pipeline)
+    logits[0, 8, vocab["</s>"]] = 20.0
+    assert module.transcribe_logits(logits) == ["HELLO WORLD"]
 
 
 def test_none_keeps_the_configs_regularisation() -> None:

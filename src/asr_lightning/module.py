@@ -16,7 +16,7 @@ from torchmetrics.text import CharErrorRate, WordErrorRate
 from transformers import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2Processor, get_linear_schedule_with_warmup
 
 from asr_lightning.hub import from_pretrained
-from asr_lightning.text import build_processor
+from asr_lightning.text import build_processor, greedy_decode
 
 
 class ASRModule(L.LightningModule):
@@ -167,7 +167,7 @@ class ASRModule(L.LightningModule):
 
     def transcribe_logits(self, logits: torch.Tensor) -> list[str]:
         """Greedy CTC decoding: argmax per frame, then the tokenizer collapses repeats and blanks."""
-        return self.processor.tokenizer.batch_decode(logits.argmax(dim=-1).cpu())  # (batch, frames) -> texts
+        return greedy_decode(self.processor.tokenizer, logits)
 
     def _eval_step(self, stage: str, batch: dict[str, Any]) -> None:
         out = self(batch)

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+import torch
 from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2Processor
 
 from asr_lightning.hub import from_pretrained
@@ -80,6 +81,27 @@ def make_tokenizer(vocab: dict[str, int]) -> Wav2Vec2CTCTokenizer:
             str(vocab_file), pad_token=pad, unk_token=unk, bos_token=bos, eos_token=eos,
             word_delimiter_token=WORD_DELIMITER, do_lower_case=False,
         )  # fmt: skip
+
+
+def greedy_decode(tokenizer: Wav2Vec2CTCTokenizer, logits: torch.Tensor) -> list[str]:
+    """Greedy CTC decoding: argmax per frame, then the tokenizer collapses repeats and drops blanks.
+
+    A frame whose best token is another special (`<unk>`, `<s>`, `</s>`) is read as a blank: it separates
+    repeats but spells nothing. (`skip_special_tokens=True` would drop such frames before repeats are
+    collapsed, and also drop the blank, turning "L <blank> L" into one L.)
+
+    Args:
+        tokenizer: the CTC tokenizer of the model.
+        logits: (batch, frames, vocab) scores.
+
+    Returns:
+        One transcript per batch row.
+    """
+    ids = logits.argmax(dim=-1).cpu()  # (batch, frames)
+    keep = {tokenizer.pad_token_id, tokenizer.word_delimiter_token_id}  # `|` counts as special here, but spells a space
+    specials = torch.tensor([i for i in tokenizer.all_special_ids if i not in keep], dtype=ids.dtype)
+    ids[torch.isin(ids, specials)] = tokenizer.pad_token_id
+    return tokenizer.batch_decode(ids)
 
 
 def pretrained_vocab(name_or_path: str) -> dict[str, int]:

@@ -16,6 +16,7 @@ from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
 from asr_lightning.audio import AUDIO_EXTENSIONS, AudioError, load_audio
 from asr_lightning.collate import CTCCollator
 from asr_lightning.hub import from_pretrained
+from asr_lightning.text import greedy_decode
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def transcribe(
             batch["input_values"].to(device),
             attention_mask=batch["attention_mask"].to(device) if "attention_mask" in batch else None,
         ).logits  # (batch, frames, vocab)
-        for i, text in zip(idx, processor.tokenizer.batch_decode(logits.argmax(-1).cpu()), strict=True):
+        for i, text in zip(idx, greedy_decode(processor.tokenizer, logits), strict=True):
             results[i] = {
                 "path": str(files[i]),
                 "text": text,
