@@ -30,20 +30,23 @@ def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+def _offline_flags(monkeypatch: pytest.MonkeyPatch, offline: bool) -> None:
+    # setenv (not delenv) so that set_offline's os.environ write is undone too
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1" if offline else "0")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", offline)
+
+
 @pytest.fixture
 def offline(hf_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    _offline_flags(monkeypatch, True)
     return hf_cache
 
 
 @pytest.fixture
 def online_flags(hf_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Offline flags off; setenv (not delenv) so that set_offline's os.environ write is undone too."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    """Offline flags off."""
+    _offline_flags(monkeypatch, False)
     return hf_cache
 
 

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import hydra
@@ -90,17 +89,17 @@ def test_padding_does_not_change_outputs(trained_run: Path, demo_cfg) -> None:
 def test_offline_hub_fails_fast_with_advice(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     env |= {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing listens on port 9
-    start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "train.py", f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    elapsed = time.perf_counter() - start
     assert proc.returncode != 0
     for needle in ("PolyAI/minds14", "HF_HUB_OFFLINE", "data=audiofolder", "experiment=demo"):
         assert needle in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
-    assert elapsed < 30
+    # what makes it fast (9 s measured, README), not a timing: the probe switched to cache-only mode
+    # instead of letting each Hub call retry for ~25 s
+    assert "using the local cache only" in proc.stderr
 
 
 def test_checkpoints_hold_primitives_only(trained_run: Path) -> None:

@@ -159,9 +159,8 @@ class ASRDataModule(L.LightningDataModule):
         if self.splits:
             return
         hp = self.hparams
-        raw = self._split(self._load())
+        raw, ids = self._split(self._load())
         self.feature_extractor = load_feature_extractor(hp.pretrained, hp.sampling_rate, hp.return_attention_mask)
-        ids = {split: self._ids(ds) for split, ds in raw.items()}
         self.vocab = self._make_vocab(
             [normalize_text(t or "", hp.chars_to_ignore) for t in raw["train"][hp.text_column]]
         )
@@ -206,12 +205,14 @@ class ASRDataModule(L.LightningDataModule):
         # decode=False: we decode with soundfile and resample with soxr (no torchcodec/FFmpeg).
         return DatasetDict({k: v.cast_column(hp.audio_column, Audio(decode=False)) for k, v in ds.items()})
 
-    def _split(self, ds: DatasetDict) -> dict[str, Dataset]:
+    def _split(self, ds: DatasetDict) -> tuple[dict[str, Dataset], dict[str, list[str]]]:
+        """The three splits and the ids of their rows."""
         hp = self.hparams
         named = {SPLIT_ALIASES[k]: v for k, v in ds.items() if k in SPLIT_ALIASES}
         if set(named) >= {"train", "validation", "test"} and not hp.splits_file:
             self.split_source = "predefined"
-            return {s: self._head(named[s]) for s in SPLITS}
+            splits = {s: self._head(named[s]) for s in SPLITS}
+            return splits, {s: self._ids(d) for s, d in splits.items()}
         # One pool of rows (MInDS-14 ships only `train`), split deterministically.
         pool = datasets.concatenate_datasets([ds[k] for k in sorted(ds)]) if len(ds) > 1 else next(iter(ds.values()))
         pool = self._head(pool)
@@ -223,7 +224,7 @@ class ASRDataModule(L.LightningDataModule):
             self.split_source = "random"
             groups = pool[hp.group_column] if hp.group_column else None
             index = split_indices(len(pool), hp.val_fraction, hp.test_fraction, hp.split_seed, groups)
-        return {s: pool.select(index[s]) for s in SPLITS}
+        return {s: pool.select(index[s]) for s in SPLITS}, {s: [ids[i] for i in index[s]] for s in SPLITS}
 
     def _head(self, ds: Dataset) -> Dataset:
         n = self.hparams.max_samples

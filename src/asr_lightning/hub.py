@@ -35,7 +35,7 @@ def load_dataset(path: str, **kwargs: Any) -> datasets.DatasetDict:
     ensure_hub_or_offline()
     try:
         return datasets.load_dataset(path, **kwargs)
-    except (ConnectionError, OSError) as err:
+    except OSError as err:  # ConnectionError included
         if is_offline():
             raise HubUnavailableError(_help("dataset", path, datasets.config.HF_DATASETS_CACHE)) from err
         raise

@@ -126,9 +126,9 @@ class ASRModule(L.LightningModule):
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> ASRModule:
         """Load a Lightning checkpoint offline: the architecture stored in it replaces the Hub download."""
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        return cls.load_from_checkpoint(
-            path, map_location=map_location, pretrained=None, architecture=ckpt["hf_config"]
-        )
+        module = cls(**{**ckpt["hyper_parameters"], "pretrained": None, "architecture": ckpt["hf_config"]})
+        module.load_state_dict(ckpt["state_dict"])
+        return module.to(map_location)
 
     # ---------------------------------------------------------------- steps
 
