@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
+import sys
 import time
+import traceback
 from pathlib import Path
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
@@ -14,12 +18,20 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 import hydra
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, read_write
 
+from asr_lightning import provenance
+from asr_lightning.analysis import error_analysis, write_analysis
 from asr_lightning.hub import HubUnavailableError
 from asr_lightning.scoring import utterance_records, write_jsonl
+from asr_lightning.tracking import finish_wandb
 
 log = logging.getLogger("train")
+# the command line as typed: `pin_multirun_job` rewrites sys.argv for each job of a multirun
+LAUNCH_ARGV = list(sys.argv)
 
 
 def mixed_precision() -> str:
@@ -29,7 +41,37 @@ def mixed_precision() -> str:
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
 
 
-OmegaConf.register_new_resolver("mixed_precision", mixed_precision, replace=True)
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def sweep_group() -> str | None:
+    """W&B group of a multirun's jobs: the sweep dir's name (None for single runs)."""
+    return f"{HydraConfig.get().job.name}-{Path(HydraConfig.get().sweep.dir).name}" if in_multirun() else None
+
+
+def run_name() -> str:
+    return Path(HydraConfig.get().runtime.output_dir).name
+
+
+def job_dirname(max_len: int = 100) -> str:
+    """A sweep job's dir name: its swept values (e.g. `model.lr=3e-05,seed=2`), not the overrides all jobs share."""
+    hc = HydraConfig.get()
+    try:
+        argv = OverridesParser.create().parse_overrides([a for a in LAUNCH_ARGV[1:] if not a.startswith("-")])
+        shared = {o.key_or_group for o in argv if not o.is_sweep_override()}
+    except Exception:  # an argument the parser rejects: fall back to naming every override
+        shared = set()
+    varying = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") not in shared]
+    name = re.sub(r"[/\\\s'\"]+", "-", ",".join(varying)).strip("-") or "job"
+    if len(name) > max_len:
+        name = f"{name[: max_len - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return name
+
+
+for _name, _fn in [("mixed_precision", mixed_precision), ("sweep_group", sweep_group), ("run_name", run_name),
+                   ("job_dirname", job_dirname)]:  # fmt: skip
+    OmegaConf.register_new_resolver(_name, _fn, replace=True)
 
 
 def train(cfg: DictConfig) -> dict[str, float | str]:
@@ -44,13 +86,37 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [hydra.utils.instantiate(lg) for lg in (cfg.get("logger") or {}).values()]
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
-    for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved.pop("hydra", None)  # present when composed by the tests
+    prov = provenance.collect(Path(__file__).resolve().parent, datamodule.identity, out_dir / "splits.json")
+    if trainer.is_global_zero:
+        (out_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(resolved))
+        (out_dir / "provenance.json").write_text(json.dumps(prov, indent=1))
+    for lg in loggers:  # the W&B run config: the resolved config plus provenance
+        lg.log_hyperparams({**resolved, "provenance": prov})
 
+    try:
+        metrics = fit_test_export(cfg, trainer, model, datamodule, out_dir)
+    except BaseException:
+        finish_wandb(loggers, failed=True)
+        raise
+    finish_wandb(loggers, failed=False)
+    metrics["seed"] = cfg.seed
+    metrics["metadata_columns"] = list(datamodule.metadata_columns)
+    metrics["overrides"] = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    metrics["data"] = {s: {k: r[k] for k in ("rows", "kept", "hours", "skipped")} for s, r in datamodule.report.items()}
+    metrics["provenance"] = prov
+    if trainer.is_global_zero:
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        log.info("metrics: %s", json.dumps({k: v for k, v in metrics.items() if "/" in k}))
+    return metrics
+
+
+def fit_test_export(cfg: DictConfig, trainer: L.Trainer, model, datamodule, out_dir: Path) -> dict:
     start = time.perf_counter()
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    metrics: dict[str, float | str] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics: dict = {k: float(v) for k, v in trainer.callback_metrics.items()}
     metrics["train_time_s"] = round(time.perf_counter() - start, 1)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     metrics["best_checkpoint"] = best
@@ -62,26 +128,55 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
         if trainer.is_global_zero:
             rows = utterance_records(model.test_records, datamodule.metadata["test"])
             write_jsonl(out_dir / "predictions" / "test.jsonl", rows)
+            if rows:  # S/D/I totals, WER per metadata value, frequent confusions
+                write_analysis(error_analysis(rows, datamodule.metadata_columns), out_dir / "analysis", "test")
     elif best:
         model = type(model).from_checkpoint(best)
 
     if trainer.is_global_zero and not trainer.fast_dev_run:
         metrics["hf_model"] = str(model.export(out_dir / "hf_model"))
-    metrics["data"] = {s: {k: r[k] for k in ("rows", "kept", "hours", "skipped")} for s, r in datamodule.report.items()}
-    if trainer.is_global_zero:
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        log.info("metrics: %s", json.dumps({k: v for k, v in metrics.items() if "/" in k}))
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    if in_multirun():
+        pin_multirun_job()
     try:
         metrics = train(cfg)
-    except HubUnavailableError as err:
-        raise SystemExit(f"error: {err}") from None
+    except Exception as err:
+        if in_multirun():  # record it in the job's dir and let the sweep go on
+            record_failure(Path(cfg.paths.output_dir), err)
+            return float("nan")  # optuna marks the trial failed
+        if isinstance(err, HubUnavailableError):
+            raise SystemExit(f"error: {err}") from None
+        raise
     value = metrics.get(cfg.optimized_metric)
     return float(value) if value is not None else None
+
+
+def pin_multirun_job() -> None:
+    """Make DDP ranks > 0 re-run this one job, in this job's dir.
+
+    Lightning starts them by re-running `sys.argv` plus `hydra.run.dir`; in a multirun that is the whole sweep
+    (`-m` and every swept value), so each rank would start the sweep again in a fresh dir.
+    """
+    hc = HydraConfig.get()
+    sys.argv = [LAUNCH_ARGV[0], *hc.overrides.task]
+    with read_write(hc.run):
+        hc.run.dir = hc.runtime.output_dir
+
+
+def record_failure(out_dir: Path, err: BaseException) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "error": type(err).__name__,
+        "message": str(err),
+        "overrides": list(HydraConfig.get().overrides.task),
+        "traceback": traceback.format_exc(),
+    }
+    (out_dir / "failed.json").write_text(json.dumps(record, indent=1))
+    log.error("job failed (%s: %s); recorded in %s; the sweep goes on", record["error"], err, out_dir / "failed.json")
 
 
 if __name__ == "__main__":

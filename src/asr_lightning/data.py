@@ -151,6 +151,8 @@ class ASRDataModule(L.LightningDataModule):
         self.splits: dict[str, Dataset] = {}
         self.metadata: dict[str, dict[str, dict[str, Any]]] = {}
         self.report: dict[str, Any] = {}
+        self.fingerprints: dict[str, str] = {}
+        self.split_source: str | None = None
 
     # ---------------------------------------------------------------- Lightning hooks
 
@@ -160,6 +162,8 @@ class ASRDataModule(L.LightningDataModule):
             return
         hp = self.hparams
         raw, ids = self._split(self._load())
+        # datasets' content hash of each split's rows (data files + selection), for provenance
+        self.fingerprints = {s: d._fingerprint for s, d in raw.items()}
         self.feature_extractor = load_feature_extractor(hp.pretrained, hp.sampling_rate, hp.return_attention_mask)
         self.vocab = self._make_vocab(
             [normalize_text(t or "", hp.chars_to_ignore) for t in raw["train"][hp.text_column]]
@@ -176,6 +180,16 @@ class ASRDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False, batch_size=self.hparams.eval_batch_size)
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What data a run saw: source, config, revision, split settings and per-split fingerprints."""
+        hp = self.hparams
+        return {
+            "dataset": hp.dataset, "config": hp.config, "revision": hp.revision, "data_dir": hp.data_dir,
+            "split_seed": hp.split_seed, "split_source": self.split_source,
+            "max_samples": hp.max_samples, "fingerprints": dict(self.fingerprints),
+        }  # fmt: skip
 
     @property
     def collator(self) -> CTCCollator:
@@ -278,7 +292,7 @@ class ASRDataModule(L.LightningDataModule):
             self.metadata[split], self.report[split] = {}, {"rows": 0, "kept": 0, "hours": 0.0, "skipped": {}}
             features = datasets.Features({k: v for k, v in PREPROCESSED_FEATURES.items() if k not in ("skip", "error")})
             return Dataset.from_dict({k: [] for k in features}, features=features)
-        columns = {c: raw[c] for c in self.metadata_columns}
+        columns = {c: _readable(raw, c) for c in self.metadata_columns}
         self.metadata[split] = {k: {c: v[i] for c, v in columns.items()} for i, k in enumerate(ids)}
         raw = raw.add_column("_id", ids) if "_id" not in raw.column_names else raw
         fn_kwargs = {
@@ -493,6 +507,12 @@ def _audio_paths(ds: Dataset, audio_column: str) -> list[str]:
     # Read only the `path` field of the audio struct: the bytes can be gigabytes.
     column = ds.select_columns([audio_column]).with_format("arrow")[:].column(audio_column)
     return [p for chunk in column.chunks for p in chunk.field("path").to_pylist()]
+
+
+def _readable(ds: Dataset, column: str) -> list[Any]:
+    """A column's values, with class labels (MInDS-14's `intent_class`) as their names."""
+    feature = ds.features[column]
+    return feature.int2str(ds[column]) if isinstance(feature, datasets.ClassLabel) else ds[column]
 
 
 def _metadata_file(folder: Path) -> Path | None:

@@ -120,6 +120,8 @@ class ASRModule(L.LightningModule):
         self.wer = torch.nn.ModuleDict({s: WordErrorRate() for s in ("val", "test")})
         self.cer = torch.nn.ModuleDict({s: CharErrorRate() for s in ("val", "test")})
         self.val_wer_best = MinMetric()
+        # per-utterance (id, reference, hypothesis) of the latest validation / test, complete under DDP
+        self.val_records: list[dict[str, str]] = []
         self.test_records: list[dict[str, str]] = []
 
     @classmethod
@@ -150,20 +152,20 @@ class ASRModule(L.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step("test", batch)
 
+    def on_validation_epoch_start(self) -> None:
+        self.val_records = []
+
     def on_validation_epoch_end(self) -> None:
         wer = self.wer["val"].compute()
         self.val_wer_best.update(wer)
         self.log("val/wer_best", self.val_wer_best.compute(), sync_dist=True)
+        self.val_records = self._gather(self.val_records)
 
     def on_test_epoch_start(self) -> None:
         self.test_records = []
 
     def on_test_epoch_end(self) -> None:
-        # Under DDP each rank scored distinct batches (no sampler padding): gather them for one complete file.
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            parts: list[list[dict[str, str]]] = [[] for _ in range(torch.distributed.get_world_size())]
-            torch.distributed.all_gather_object(parts, self.test_records)
-            self.test_records = [r for part in parts for r in part]
+        self.test_records = self._gather(self.test_records)
 
     def transcribe_logits(self, logits: torch.Tensor) -> list[str]:
         """Greedy CTC decoding: argmax per frame, then the tokenizer collapses repeats and blanks."""
@@ -179,10 +181,19 @@ class ASRModule(L.LightningModule):
         self.log(f"{stage}/loss", out.loss, batch_size=n, sync_dist=True)
         self.log(f"{stage}/wer", self.wer[stage], batch_size=n, prog_bar=True)
         self.log(f"{stage}/cer", self.cer[stage], batch_size=n)
-        if stage == "test":
-            self.test_records += [
-                {"id": i, "reference": r, "hypothesis": h} for i, r, h in zip(batch["ids"], refs, hyps, strict=True)
-            ]
+        records = self.test_records if stage == "test" else self.val_records
+        records += [
+            {"id": i, "reference": r, "hypothesis": h} for i, r, h in zip(batch["ids"], refs, hyps, strict=True)
+        ]
+
+    @staticmethod
+    def _gather(records: list[dict[str, str]]) -> list[dict[str, str]]:
+        # Under DDP each rank scored distinct batches (no sampler padding): gather them for one complete set.
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return records
+        parts: list[list[dict[str, str]]] = [[] for _ in range(torch.distributed.get_world_size())]
+        torch.distributed.all_gather_object(parts, records)
+        return [r for part in parts for r in part]
 
     def _check_attention_mask(self, uses_mask: bool, random_init: bool) -> None:
         # Layer-norm feature encoders (large-lv60, XLS-R) are trained with attention masks; group-norm ones

@@ -1,0 +1,348 @@
+# python -m asr_lightning.report logs/train/multiruns/<sweep>   (or: ... report bootstrap <run A> <run B>)
+"""Paper tables and plots from runs: group by overrides except the seed, n/mean/std/95% CI per metric.
+
+    python -m asr_lightning.report RUN_OR_SWEEP_DIR... [--out DIR] [--metrics test/wer ...] [--by intent_class]
+    python -m asr_lightning.report bootstrap A B [--n 10000]   (A, B: run dirs or predictions JSONL files)
+
+Writes report.md, report.tex (booktabs), report.csv, val_wer.png and wer_by_<column>.png to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from asr_lightning.analysis import error_analysis
+from asr_lightning.stats import paired_bootstrap, summarize
+
+DEFAULT_METRICS = ("test/wer", "test/cer", "val/wer_best", "train_time_s")
+# overrides that never define a setting: seeds are what we average over; the rest only move files or logs
+DEFAULT_IGNORE = ("seed", "hydra.*", "paths.*", "logger", "logger.*", "trainer.enable_progress_bar",
+                  "trainer.enable_model_summary", "data.num_proc", "data.num_workers", "data.cache_dir")  # fmt: skip
+
+
+@dataclass
+class Run:
+    dir: Path
+    overrides: list[str]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    failure: dict[str, Any] | None = None
+
+    @property
+    def seed(self) -> Any:
+        return self.metrics.get("seed", _value(self.overrides, "seed"))
+
+
+def find_runs(paths: Sequence[str | Path]) -> list[Run]:
+    """Run dirs (holding metrics.json, or failed.json for a failed sweep job) under the given paths."""
+    dirs: set[Path] = set()
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"{p} does not exist: pass run dirs or sweep dirs (logs/train/multiruns/...)")
+        if (p / "metrics.json").exists() or (p / "failed.json").exists():
+            dirs.add(p.resolve())
+        else:
+            dirs |= {f.parent.resolve() for pat in ("metrics.json", "failed.json") for f in p.rglob(pat)}
+    if not dirs:
+        raise FileNotFoundError(f"no runs (metrics.json or failed.json) under {', '.join(map(str, paths))}")
+    runs = []
+    for d in sorted(dirs):
+        metrics = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").exists() else {}
+        failure = json.loads((d / "failed.json").read_text()) if (d / "failed.json").exists() else None
+        overrides = metrics.get("overrides") or (failure or {}).get("overrides") or _hydra_overrides(d)
+        runs.append(Run(d, list(overrides), metrics, failure if not metrics else None))
+    return runs
+
+
+def group_runs(runs: Sequence[Run], ignore: Sequence[str] = DEFAULT_IGNORE) -> dict[str, list[Run]]:
+    """Runs that differ only in ignored overrides (the seed) form one group, labelled by what varies."""
+    keys = {id(r): tuple(sorted(o for o in r.overrides if not _ignored(o, ignore))) for r in runs}
+    shared = set.intersection(*(set(k) for k in keys.values())) if keys else set()
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        label = ",".join(o for o in keys[id(r)] if o not in shared) or ",".join(keys[id(r)]) or "default"
+        groups.setdefault(label, []).append(r)
+    return dict(sorted(groups.items()))
+
+
+def summary_rows(groups: dict[str, list[Run]], metrics: Sequence[str]) -> list[dict[str, Any]]:
+    rows = []
+    for label, runs in groups.items():
+        ok = [r for r in runs if r.failure is None]
+        for m in metrics:
+            values = [float(r.metrics[m]) for r in ok if isinstance(r.metrics.get(m), int | float)]
+            rows.append({"group": label, "metric": m, **summarize(values), "failed": len(runs) - len(ok)})
+    return rows
+
+
+def to_markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failures: Sequence[Run]) -> str:
+    out = []
+    for m in metrics:
+        out += [f"### {m}", "", "| setting | n | mean | std | 95% CI |", "|---|---:|---:|---:|---|"]
+        for r in (r for r in rows if r["metric"] == m):
+            ci = f"[{_fmt(r['ci_low'], m)}, {_fmt(r['ci_high'], m)}]"
+            out.append(f"| {r['group']} | {r['n']} | {_fmt(r['mean'], m)} | {_fmt(r['std'], m)} | {ci} |")
+        out.append("")
+    if failures:
+        out += ["### Failed runs", "", "| run | error |", "|---|---|"]
+        out += [f"| {r.dir.name} | {r.failure['error']}: {r.failure['message'][:200]} |" for r in failures]
+        out.append("")
+    return "\n".join(out)
+
+
+def to_latex(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> str:
+    """One booktabs table: a row per setting, `mean ± CI half-width` per metric, n in its own column."""
+    groups = list(dict.fromkeys(r["group"] for r in rows))
+    cell = {(r["group"], r["metric"]): r for r in rows}
+    head = " & ".join([r"Setting", r"$n$", *(_tex(m) for m in metrics)])
+    lines = [
+        r"\begin{tabular}{l r " + " ".join("r" for _ in metrics) + "}",
+        r"\toprule",
+        head + r" \\",
+        r"\midrule",
+    ]
+    for g in groups:
+        n = max(cell[(g, m)]["n"] for m in metrics)
+        vals = []
+        for m in metrics:
+            c = cell[(g, m)]
+            pm = "" if math.isnan(c["ci_half"]) else rf" $\pm$ {_fmt(c['ci_half'], m)}"
+            vals.append(f"{_fmt(c['mean'], m)}{pm}")
+        lines.append(" & ".join([_tex(g), str(n), *vals]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", ""]
+    return (
+        "% mean over seeds; +/- is the half-width of the 95% t-interval of the mean\n"
+        "% needs \\usepackage{booktabs}\n" + "\n".join(lines)
+    )
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["group", "metric", "n", "mean", "std", "ci_low", "ci_high", "ci_half",
+                                               "failed"])  # fmt: skip
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_val_curves(groups: dict[str, list[Run]], path: Path, metric: str = "val/wer") -> Path | None:
+    """`metric` against step per setting: mean over seeds, band = ±1 std (steps all seeds share)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    drawn = False
+    for label, runs in groups.items():
+        curves = [c for c in (_curve(r.dir, metric) for r in runs if r.failure is None) if c]
+        if not curves:
+            continue
+        steps = sorted(set.intersection(*(set(c) for c in curves)))
+        y = np.array([[c[s] for s in steps] for c in curves])  # (seeds, steps)
+        mean = y.mean(0)
+        (line,) = ax.plot(steps, mean, marker="o", ms=3, label=f"{label} (n={len(curves)})")
+        if len(curves) > 1:
+            std = y.std(0, ddof=1)
+            ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set(xlabel="step", ylabel=metric, title=f"{metric} (mean ± 1 std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_wer_by(groups: dict[str, list[Run]], column: str, path: Path) -> Path | None:
+    """Test WER per value of a metadata column, a bar per setting (mean over seeds, error bar = std)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per_group: dict[str, dict[str, list[float]]] = {}
+    for label, runs in groups.items():
+        for r in runs:
+            rows = _predictions(r.dir)
+            if r.failure is not None or not rows or column not in rows[0]:
+                continue
+            stats = error_analysis(rows, [column])[f"by_{column}"]
+            for value, s in stats.items():
+                per_group.setdefault(label, {}).setdefault(value, []).append(s["wer"])
+    if not per_group:
+        return None
+    values = sorted({v for d in per_group.values() for v in d}, key=lambda v: (len(v), v))
+    width = 0.8 / len(per_group)
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(values) * len(per_group) + 2), 4), dpi=120)
+    x = np.arange(len(values))
+    for i, (label, d) in enumerate(per_group.items()):
+        means = [np.mean(d[v]) if v in d else np.nan for v in values]
+        errs = [np.std(d[v], ddof=1) if len(d.get(v, [])) > 1 else 0 for v in values]
+        ax.bar(x + (i - (len(per_group) - 1) / 2) * width, means, width, yerr=errs, capsize=2, label=label)
+    ax.set_xticks(x, values, rotation=45 if len(values) > 6 else 0, ha="right" if len(values) > 6 else "center")
+    ax.set(xlabel=column, ylabel="test WER", title=f"Test WER by {column} (mean over seeds, bar = 1 std)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def report(
+    paths: Sequence[str | Path],
+    out: str | Path | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    ignore: Sequence[str] = DEFAULT_IGNORE,
+    by: Sequence[str] | None = None,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Tables (Markdown, LaTeX, CSV) and plots for the runs under `paths`; returns the rows and written files."""
+    runs = find_runs(paths)
+    groups = group_runs(runs, ignore)
+    rows = summary_rows(groups, metrics)
+    failures = [r for r in runs if r.failure is not None]
+    out = Path(out) if out else (Path(paths[0]) / "report" if len(paths) == 1 else Path("report"))
+    out.mkdir(parents=True, exist_ok=True)
+    md = f"{len(runs)} runs ({len(failures)} failed) in {len(groups)} settings.\n\n" + to_markdown(
+        rows, metrics, failures
+    )
+    files = [out / "report.md", out / "report.tex", out / "report.csv"]
+    files[0].write_text(md)
+    files[1].write_text(to_latex(rows, metrics))
+    write_csv(rows, files[2])
+    if plots:
+        files.append(plot_val_curves(groups, out / "val_wer.png"))
+        columns = by if by is not None else _metadata_columns(runs)
+        files += [plot_wer_by(groups, c, out / f"wer_by_{c}.png") for c in columns]
+    return {"rows": rows, "markdown": md, "files": [f for f in files if f is not None], "groups": groups}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bootstrap"]:
+        return _bootstrap_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m asr_lightning.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("paths", nargs="+", help="run dirs and/or sweep dirs (searched recursively)")
+    parser.add_argument("--out", default=None, help="output folder (default: <the one dir given>/report)")
+    parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
+    ignore_help = "override keys (globs) that do not define a setting; seed is what runs average over"
+    parser.add_argument("--ignore", nargs="*", default=list(DEFAULT_IGNORE), help=ignore_help)
+    parser.add_argument("--by", nargs="*", default=None, help="metadata columns for WER bar charts (default: all)")
+    parser.add_argument("--no-plots", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        result = report(args.paths, args.out, args.metrics, args.ignore, args.by, not args.no_plots)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    print(result["markdown"])
+    for f in result["files"]:
+        print(f"wrote {f}", file=sys.stderr)
+
+
+def _bootstrap_main(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m asr_lightning.report bootstrap",
+                                     description="Paired bootstrap test of the test-WER difference B - A.")  # fmt: skip
+    parser.add_argument("a", help="system A: a run dir or a predictions JSONL")
+    parser.add_argument("b", help="system B: a run dir or a predictions JSONL")
+    parser.add_argument("--n", type=int, default=10_000, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", default="test", help="predictions/<split>.jsonl of a run dir")
+    args = parser.parse_args(argv)
+    try:
+        a, b = (_read_predictions(p, args.split) for p in (args.a, args.b))
+        result = paired_bootstrap(a, b, args.n, args.seed)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    print(json.dumps(result, indent=1))
+    print(
+        f"WER A {result['wer_a']:.4f}, B {result['wer_b']:.4f}: B - A = {result['diff']:+.4f} "
+        f"(95% CI [{result['ci_low']:+.4f}, {result['ci_high']:+.4f}]), p = {result['p_value']:.4f} "
+        f"over {result['n_utterances']} utterances",
+        file=sys.stderr,
+    )
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _read_predictions(path: str | Path, split: str = "test") -> list[dict[str, Any]]:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "predictions" / f"{split}.jsonl"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} not found: pass a run dir with predictions/{split}.jsonl or a JSONL file")
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def _predictions(run_dir: Path) -> list[dict[str, Any]]:
+    p = run_dir / "predictions" / "test.jsonl"
+    return _read_predictions(p) if p.exists() else []
+
+
+def _curve(run_dir: Path, metric: str) -> dict[int, float]:
+    """step -> value from the run's CSVLogger file (logger=csv or many)."""
+    path = run_dir / "csv" / "metrics.csv"
+    if not path.exists():
+        return {}
+    with path.open() as f:
+        return {int(r["step"]): float(r[metric]) for r in csv.DictReader(f) if r.get(metric) not in (None, "")}
+
+
+def _metadata_columns(runs: Sequence[Run]) -> list[str]:
+    for r in runs:
+        cols = r.metrics.get("metadata_columns")
+        if cols is not None:
+            return list(cols)
+    return []
+
+
+def _hydra_overrides(run_dir: Path) -> list[str]:
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return []
+    from omegaconf import OmegaConf
+
+    return [str(o) for o in OmegaConf.load(path)]
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _value(overrides: Sequence[str], key: str) -> str | None:
+    return next((o.split("=", 1)[1] for o in overrides if _key(o) == key and "=" in o), None)
+
+
+def _ignored(override: str, ignore: Sequence[str]) -> bool:
+    from fnmatch import fnmatch
+
+    return any(fnmatch(_key(override), pat) for pat in ignore)
+
+
+def _fmt(x: float, metric: str) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:.1f}" if metric.endswith("_s") else f"{x:.4f}"
+
+
+def _tex(s: str) -> str:
+    return s.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
+
+
+if __name__ == "__main__":
+    main()
