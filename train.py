@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -11,6 +12,7 @@ import re
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
@@ -30,7 +32,7 @@ from asr_lightning.scoring import utterance_records, write_jsonl
 from asr_lightning.tracking import finish_wandb
 
 log = logging.getLogger("train")
-# the command line as typed: `pin_multirun_job` rewrites sys.argv for each job of a multirun
+# the command line as typed: `multirun_job` rewrites sys.argv for each job of a multirun
 LAUNCH_ARGV = list(sys.argv)
 
 
@@ -139,11 +141,10 @@ def fit_test_export(cfg: DictConfig, trainer: L.Trainer, model, datamodule, out_
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    if in_multirun():
-        pin_multirun_job()
+def main(cfg: DictConfig) -> float:
     try:
-        metrics = train(cfg)
+        with multirun_job() if in_multirun() else contextlib.nullcontext():
+            metrics = train(cfg)
     except Exception as err:
         if in_multirun():  # record it in the job's dir and let the sweep go on
             record_failure(Path(cfg.paths.output_dir), err)
@@ -152,19 +153,34 @@ def main(cfg: DictConfig) -> float | None:
             raise SystemExit(f"error: {err}") from None
         raise
     value = metrics.get(cfg.optimized_metric)
-    return float(value) if value is not None else None
+    if value is None:
+        log.warning("optimized_metric=%s was not logged (no validation ran?); returning NaN", cfg.optimized_metric)
+        return float("nan")
+    return float(value)
 
 
-def pin_multirun_job() -> None:
-    """Make DDP ranks > 0 re-run this one job, in this job's dir.
+@contextlib.contextmanager
+def multirun_job() -> Iterator[None]:
+    """Run one job of a multirun so that DDP works in it and nothing leaks into the next job.
 
-    Lightning starts them by re-running `sys.argv` plus `hydra.run.dir`; in a multirun that is the whole sweep
-    (`-m` and every swept value), so each rank would start the sweep again in a fresh dir.
+    Lightning starts DDP ranks > 0 by re-running `sys.argv` plus `hydra.run.dir`; in a multirun that is the
+    whole sweep (`-m` and every swept value), so each rank would start the sweep again. Here they re-run
+    this one job, in this job's dir. Afterwards the process group and the launcher's environment variables
+    (LOCAL_RANK, MASTER_PORT, ...) go, or the next job would skip launching its ranks and wait forever.
     """
     hc = HydraConfig.get()
+    argv, env = sys.argv, dict(os.environ)
     sys.argv = [LAUNCH_ARGV[0], *hc.overrides.task]
     with read_write(hc.run):
         hc.run.dir = hc.runtime.output_dir
+    try:
+        yield
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(env)
+        sys.argv = argv
 
 
 def record_failure(out_dir: Path, err: BaseException) -> None:
