@@ -59,3 +59,40 @@ def test_debug_groups_compose(debug: str, tmp_path: Path) -> None:
 def test_predict_config_composes(tmp_path: Path) -> None:
     cfg = compose_cfg("predict", ["ckpt_path=x", "inputs=[a.wav]"], tmp_path)
     assert cfg.output == str(tmp_path / "predictions.jsonl")
+
+
+@pytest.mark.parametrize("logger", ["csv", "tensorboard", "wandb", "many"])
+def test_logger_groups_compose(logger: str, tmp_path: Path) -> None:
+    resolved = OmegaConf.to_container(
+        compose_cfg("train", ["experiment=demo", f"logger={logger}"], tmp_path), resolve=True
+    )
+    expected = {"many": {"csv", "tensorboard", "wandb"}}.get(logger, {logger})
+    assert set(resolved["logger"]) == expected
+    if "wandb" in expected:
+        wandb = resolved["logger"]["wandb"]
+        assert wandb["group"] is None and wandb["name"] == tmp_path.name and wandb["tags"] == ["demo"]
+        assert not any("key" in k for k in wandb)  # the API key only ever comes from the environment
+
+
+def test_optuna_search_space(tmp_path: Path) -> None:
+    cfg = compose_cfg("train", ["experiment=demo", "hparams_search=minds14_optuna"], tmp_path)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "minimize"
+    assert set(sweeper.params) == {
+        "model.lr",
+        "model.scheduler.warmup_ratio",
+        "model.mask_time_prob",
+        "model.layerdrop",
+    }
+    assert cfg.optimized_metric == "val/wer_best" and str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+
+
+def test_slurm_launcher_gives_one_task_per_gpu(tmp_path: Path) -> None:
+    overrides = ["experiment=demo", "hydra/launcher=slurm", "trainer=slurm", "hydra.launcher.gpus_per_node=4",
+                 "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=60"]  # fmt: skip
+    cfg = compose_cfg("train", overrides, tmp_path)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher["_target_"].endswith("SlurmLauncher")
+    assert (launcher["partition"], launcher["timeout_min"], launcher["gpus_per_node"]) == ("gpu", 60, 4)
+    assert launcher["tasks_per_node"] == 4  # SLURM starts every rank: Lightning never re-runs the script
+    assert (cfg.trainer.devices, cfg.trainer.num_nodes, cfg.trainer.strategy) == (4, 1, "ddp")
