@@ -107,8 +107,11 @@ def test_minds14_path_trains_with_pretrained_vocab(minds14_standin: Path, base_s
     )  # 70/10/20 of 40
     assert splits["train"][0].startswith("en-US~")  # ids are the `path` column
     assert json.loads((tmp_path / "run" / "vocab.json").read_text()) == BASE_VOCAB
-    rows = (tmp_path / "run" / "predictions" / "test.jsonl").read_text().splitlines()
-    assert {"intent_class", "lang_id"} <= set(json.loads(rows[0]))
+    rows = [json.loads(r) for r in (tmp_path / "run" / "predictions" / "test.jsonl").read_text().splitlines()]
+    assert {"intent_class", "lang_id"} <= set(rows[0])
+    assert {r["intent_class"] for r in rows} <= set(INTENTS)  # class labels as names, for readable breakdowns
+    analysis = json.loads((tmp_path / "run" / "analysis" / "test.json").read_text())
+    assert set(analysis["by_intent_class"]) <= set(INTENTS) and set(analysis["by_lang_id"]) == {"en-US"}
 
 
 def test_max_samples_takes_the_first_rows(minds14_standin: Path, base_standin: Path, tmp_path: Path) -> None:

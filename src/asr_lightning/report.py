@@ -340,8 +340,12 @@ def _fmt(x: float, metric: str) -> str:
     return f"{x:.1f}" if metric.endswith("_s") else f"{x:.4f}"
 
 
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+                "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}  # fmt: skip
+
+
 def _tex(s: str) -> str:
-    return s.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
+    return "".join(_TEX_SPECIAL.get(c, c) for c in s)
 
 
 if __name__ == "__main__":
