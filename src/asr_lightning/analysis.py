@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -41,8 +42,11 @@ def error_analysis(
     refs, hyps = [r["reference"] for r in rows], [r["hypothesis"] for r in rows]
     out = jiwer.process_words(refs, hyps)
     subs, dels, ins = Counter(), Counter(), Counter()
+    per_utt = []  # (hits, S, D, I) of each utterance, from the one corpus alignment
     for ref_words, hyp_words, chunks in zip(out.references, out.hypotheses, out.alignments, strict=True):
+        n = Counter()
         for c in chunks:
+            n[c.type] += max(c.ref_end_idx - c.ref_start_idx, c.hyp_end_idx - c.hyp_start_idx)
             if c.type == "substitute":
                 pairs = zip(
                     ref_words[c.ref_start_idx : c.ref_end_idx], hyp_words[c.hyp_start_idx : c.hyp_end_idx], strict=True
@@ -52,23 +56,20 @@ def error_analysis(
                 dels.update(ref_words[c.ref_start_idx : c.ref_end_idx])
             elif c.type == "insert":
                 ins.update(hyp_words[c.hyp_start_idx : c.hyp_end_idx])
+        per_utt.append((n["equal"], n["substitute"], n["delete"], n["insert"]))
     result: dict[str, Any] = {
-        "totals": {
-            **_counts(out, len(rows)),
-            "cer": jiwer.cer(refs, hyps),
-        },
+        "totals": {**_counts(per_utt), "cer": jiwer.cer(refs, hyps)},
         "substitutions": [[*k.split("\t"), n] for k, n in subs.most_common(top_k)],
         "deletions": [list(x) for x in dels.most_common(top_k)],
         "insertions": [list(x) for x in ins.most_common(top_k)],
     }
     for col in columns:
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i, r in enumerate(rows):
+        groups: dict[str, list[tuple[int, int, int, int]]] = defaultdict(list)
+        for r, counts in zip(rows, per_utt, strict=True):
             if col not in r:
                 raise KeyError(f"records have no column {col!r} to break WER down by; they have {sorted(r)}")
-            groups[str(r[col])].append(i)
-        stats = {v: _counts(jiwer.process_words([refs[i] for i in ix], [hyps[i] for i in ix]), len(ix))
-                 for v, ix in groups.items()}  # fmt: skip
+            groups[str(r[col])].append(counts)
+        stats = {v: _counts(utts) for v, utts in groups.items()}
         result[f"by_{col}"] = dict(sorted(stats.items(), key=lambda kv: (-kv[1]["wer"], kv[0])))
     return result
 
@@ -115,16 +116,18 @@ def to_markdown(analysis: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _counts(out: jiwer.WordOutput, utterances: int) -> dict[str, Any]:
-    ref_words = out.hits + out.substitutions + out.deletions
+def _counts(utterances: Sequence[tuple[int, int, int, int]]) -> dict[str, Any]:
+    """Totals of per-utterance (hits, S, D, I); WER = (S + D + I) / reference words, as jiwer computes it."""
+    hits, s, d, i = (sum(col) for col in zip(*utterances, strict=True))
+    ref_words = hits + s + d
     return {
-        "utterances": utterances,
+        "utterances": len(utterances),
         "ref_words": ref_words,
-        "hits": out.hits,
-        "substitutions": out.substitutions,
-        "deletions": out.deletions,
-        "insertions": out.insertions,
-        "wer": out.wer,
+        "hits": hits,
+        "substitutions": s,
+        "deletions": d,
+        "insertions": i,
+        "wer": (s + d + i) / ref_words if ref_words else (math.inf if s + d + i else 0.0),
     }
 
 

@@ -37,10 +37,6 @@ class Run:
     metrics: dict[str, Any] = field(default_factory=dict)
     failure: dict[str, Any] | None = None
 
-    @property
-    def seed(self) -> Any:
-        return self.metrics.get("seed", _value(self.overrides, "seed"))
-
 
 def find_runs(paths: Sequence[str | Path]) -> list[Run]:
     """Run dirs (holding metrics.json, or failed.json for a failed sweep job) under the given paths."""
@@ -135,11 +131,7 @@ def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
 
 def plot_val_curves(groups: dict[str, list[Run]], path: Path, metric: str = "val/wer") -> Path | None:
     """`metric` against step per setting: mean over seeds, band = ±1 std (steps all seeds share)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     drawn = False
     for label, runs in groups.items():
@@ -159,27 +151,16 @@ def plot_val_curves(groups: dict[str, list[Run]], path: Path, metric: str = "val
         return None
     ax.set(xlabel="step", ylabel=metric, title=f"{metric} (mean ± 1 std over seeds)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path)
 
 
 def plot_wer_by(groups: dict[str, list[Run]], column: str, path: Path) -> Path | None:
     """Test WER per value of a metadata column, a bar per setting (mean over seeds, error bar = std)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     per_group: dict[str, dict[str, list[float]]] = {}
     for label, runs in groups.items():
         for r in runs:
-            rows = _predictions(r.dir)
-            if r.failure is not None or not rows or column not in rows[0]:
-                continue
-            stats = error_analysis(rows, [column])[f"by_{column}"]
+            stats = _breakdown(r, column) if r.failure is None else {}
             for value, s in stats.items():
                 per_group.setdefault(label, {}).setdefault(value, []).append(s["wer"])
     if not per_group:
@@ -195,11 +176,7 @@ def plot_wer_by(groups: dict[str, list[Run]], column: str, path: Path) -> Path |
     ax.set_xticks(x, values, rotation=45 if len(values) > 6 else 0, ha="right" if len(values) > 6 else "center")
     ax.set(xlabel=column, ylabel="test WER", title=f"Test WER by {column} (mean over seeds, bar = 1 std)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path)
 
 
 def report(
@@ -289,9 +266,14 @@ def _read_predictions(path: str | Path, split: str = "test") -> list[dict[str, A
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
-def _predictions(run_dir: Path) -> list[dict[str, Any]]:
-    p = run_dir / "predictions" / "test.jsonl"
-    return _read_predictions(p) if p.exists() else []
+def _breakdown(run: Run, column: str) -> dict[str, dict[str, Any]]:
+    """Test WER per value of `column`: from the run's own analysis when it has one, else from its predictions."""
+    stored = run.dir / "analysis" / "test.json"
+    if stored.exists():
+        return json.loads(stored.read_text()).get(f"by_{column}", {})
+    preds = run.dir / "predictions" / "test.jsonl"
+    rows = _read_predictions(preds) if preds.exists() else []
+    return error_analysis(rows, [column])[f"by_{column}"] if rows and column in rows[0] else {}
 
 
 def _curve(run_dir: Path, metric: str) -> dict[int, float]:
@@ -301,6 +283,23 @@ def _curve(run_dir: Path, metric: str) -> dict[int, float]:
         return {}
     with path.open() as f:
         return {int(r["step"]): float(r[metric]) for r in csv.DictReader(f) if r.get(metric) not in (None, "")}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, ax: Any, path: Path) -> Path:
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    _pyplot().close(fig)
+    return path
 
 
 def _metadata_columns(runs: Sequence[Run]) -> list[str]:
@@ -322,10 +321,6 @@ def _hydra_overrides(run_dir: Path) -> list[str]:
 
 def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
-
-
-def _value(overrides: Sequence[str], key: str) -> str | None:
-    return next((o.split("=", 1)[1] for o in overrides if _key(o) == key and "=" in o), None)
 
 
 def _ignored(override: str, ignore: Sequence[str]) -> bool:

@@ -7,9 +7,12 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import jiwer
 import numpy as np
 from scipy import stats as sps
+
+from asr_lightning.scoring import utterance_records
+
+COUNT_KEYS = ("substitutions", "deletions", "insertions", "ref_words")
 
 
 def summarize(values: Iterable[float], confidence: float = 0.95) -> dict[str, float]:
@@ -28,19 +31,19 @@ def summarize(values: Iterable[float], confidence: float = 0.95) -> dict[str, fl
 
 
 def utterance_errors(rows: Sequence[Mapping[str, Any]]) -> dict[str, tuple[int, int, str]]:
-    """id -> (word errors, reference words, reference), from a predictions file's records."""
+    """id -> (word errors, reference words, reference), from a predictions file's records.
+
+    Records from training's test stage carry S/D/I counts; others (e.g. predict.py's) are scored here.
+    """
     out = {}
     for r in rows:
         if r.get("hypothesis") is None or r.get("reference") is None:
             raise ValueError(f"record {r.get('id')!r} has no reference or hypothesis: cannot score it")
-        if all(k in r for k in ("substitutions", "deletions", "insertions", "ref_words")):
-            errors, words = r["substitutions"] + r["deletions"] + r["insertions"], r["ref_words"]
-        else:
-            w = jiwer.process_words(r["reference"], r["hypothesis"])
-            errors, words = w.substitutions + w.deletions + w.insertions, w.hits + w.substitutions + w.deletions
+        if not all(k in r for k in COUNT_KEYS):
+            r = utterance_records([r])[0]
         if r["id"] in out:
             raise ValueError(f"id {r['id']!r} appears twice in one predictions file")
-        out[r["id"]] = (errors, words, r["reference"])
+        out[r["id"]] = (r["substitutions"] + r["deletions"] + r["insertions"], r["ref_words"], r["reference"])
     return out
 
 
