@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from asr_lightning.data import ASRDataModule, ctc_min_frames, ctc_output_frames
+from asr_lightning.sampling import DurationBatchSampler, LengthGroupedBatchSampler
 from asr_lightning.text import make_tokenizer
 
 
@@ -89,6 +90,21 @@ def test_eval_batches_are_length_sorted(demo_cfg) -> None:
     assert lengths == sorted(lengths, reverse=True)
     seen = [i for b in dm.val_dataloader() for i in b["ids"]]
     assert sorted(seen) == sorted(dm.splits["validation"]["id"])
+
+
+def test_duration_batching_fills_batches_to_the_budget(demo_cfg) -> None:
+    dm = make_dm(demo_cfg, "data.max_batch_seconds=20")
+    loader = dm.train_dataloader()
+    assert isinstance(loader.batch_sampler, DurationBatchSampler)
+    batches = list(loader)
+    assert all(len(b["ids"]) * max(b["num_samples"]) <= 20 * 16000 for b in batches)
+    assert sorted(i for b in batches for i in b["ids"]) == sorted(dm.splits["train"]["id"])
+    assert isinstance(dm.val_dataloader().batch_sampler, LengthGroupedBatchSampler)  # eval: sorted, fixed size
+
+
+def test_budget_below_max_duration_fails_before_loading() -> None:
+    with pytest.raises(ValueError, match=r"data.max_batch_seconds=10 is below data.max_duration_s=15"):
+        ASRDataModule(dataset="audiofolder", data_dir=".", vocab="train", max_batch_seconds=10, max_duration_s=15)
 
 
 def test_bad_fractions_fail_before_loading() -> None:

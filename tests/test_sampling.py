@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from asr_lightning.sampling import LengthGroupedBatchSampler
+from asr_lightning.sampling import DurationBatchSampler, LengthGroupedBatchSampler
 
 
 def make_lengths(n: int = 103, seed: int = 0) -> list[int]:
@@ -130,3 +130,100 @@ def test_ddp_eval_fewer_batches_than_ranks() -> None:
 def test_batch_size_below_one_raises(batch_size: int) -> None:
     with pytest.raises(ValueError, match="batch_size"):
         LengthGroupedBatchSampler([1, 2, 3], batch_size=batch_size, shuffle=False)
+
+
+# ---------------------------------------------------------------- duration batching
+
+SR = 16000
+
+
+def clip_lengths(n: int = 400, seed: int = 0) -> list[int]:
+    """MInDS-14-like clips: 2-15 s at 16 kHz."""
+    return (np.random.default_rng(seed).uniform(2, 15, n) * SR).astype(int).tolist()
+
+
+def duration_sampler(lengths: list[int], **kwargs) -> DurationBatchSampler:
+    return DurationBatchSampler(lengths, **{"max_batch_seconds": 60.0, "sampling_rate": SR, "shuffle": True, **kwargs})
+
+
+def test_duration_batches_stay_within_the_padded_budget() -> None:
+    lengths = clip_lengths()
+    for shuffle in (True, False):
+        batches = list(duration_sampler(lengths, shuffle=shuffle))
+        assert all(len(b) * max(lengths[i] for i in b) <= 60 * SR for b in batches)
+        assert len({len(b) for b in batches}) > 1  # short clips come many to a batch, long ones few
+
+
+def test_duration_training_epoch_uses_every_clip_once() -> None:
+    lengths = clip_lengths()
+    flat = flatten(list(duration_sampler(lengths)))
+    assert sorted(flat) == list(range(len(lengths)))
+
+
+def test_duration_eval_is_sorted_and_complete() -> None:
+    lengths = clip_lengths(101)
+    for rank in range(3):
+        sampler = duration_sampler(lengths, shuffle=False, num_replicas=3, rank=rank)
+        assert len(list(sampler)) == len(sampler)
+    flat = flatten(list(duration_sampler(lengths, shuffle=False)))
+    assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)
+    shards = [flatten(list(duration_sampler(lengths, shuffle=False, num_replicas=3, rank=r))) for r in range(3)]
+    assert sorted(i for s in shards for i in s) == list(range(101))
+
+
+def test_duration_order_is_seeded_and_changes_per_epoch() -> None:
+    lengths = clip_lengths()
+    assert list(duration_sampler(lengths, seed=1)) == list(duration_sampler(lengths, seed=1))
+    assert list(duration_sampler(lengths, seed=1)) != list(duration_sampler(lengths, seed=2))
+    sampler = duration_sampler(lengths, seed=1)
+    epoch0 = list(sampler)
+    sampler.set_epoch(1)
+    assert len(list(sampler)) == len(sampler)
+    assert list(sampler) != epoch0
+    sampler.set_epoch(0)
+    assert list(sampler) == epoch0
+
+
+def test_duration_ddp_ranks_get_distinct_batches_of_equal_count() -> None:
+    lengths = clip_lengths(397)
+    for epoch in range(4):
+        shards = []
+        for rank in range(4):
+            sampler = duration_sampler(lengths, seed=5, num_replicas=4, rank=rank)
+            sampler.set_epoch(epoch)
+            shards.append(list(sampler))
+            assert len(shards[-1]) == len(sampler)
+        assert len({len(s) for s in shards}) == 1
+        flat = [i for s in shards for i in flatten(s)]
+        assert len(flat) == len(set(flat))
+        # only whole batches beyond a multiple of 4 are left out
+        single = duration_sampler(lengths, seed=5)
+        single.set_epoch(epoch)
+        assert len(single) - 4 < sum(len(s) for s in shards) <= len(single)
+
+
+def test_duration_buckets_keep_padding_low() -> None:
+    lengths = clip_lengths(2000)
+    sampler = duration_sampler(lengths, max_batch_seconds=200.0)
+    assert sampler.padding_efficiency() >= 0.95
+    batches = list(sampler)
+    real = sum(sum(lengths[i] for i in b) for b in batches)
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert sampler.padding_efficiency() == pytest.approx(real / padded)
+    # against random batches of the same mean size
+    size = round(len(lengths) / len(batches))
+    plain = LengthGroupedBatchSampler(lengths, batch_size=size, shuffle=True, group_by_length=False)
+    plain_padded = sum(len(b) * max(lengths[i] for i in b) for b in plain)
+    assert real / padded > sum(lengths) / plain_padded + 0.2
+
+
+def test_duration_budget_below_the_longest_clip_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"data.max_batch_seconds=10.0 is shorter than the longest clip \(15"):
+        duration_sampler([15 * SR, 3 * SR], max_batch_seconds=10.0)
+
+
+def test_small_corpora_get_fewer_buckets_and_full_batches() -> None:
+    lengths = clip_lengths(28)  # ~240 s of audio: 6 batches of 40 s
+    sampler = duration_sampler(lengths, max_batch_seconds=40.0, num_buckets=30)
+    assert sampler.num_buckets == 3
+    assert np.mean([len(b) for b in sampler]) > 2  # one clip per batch with a bucket per clip

@@ -14,12 +14,12 @@ import datasets
 import lightning as L
 import numpy as np
 from datasets import Audio, Dataset, DatasetDict
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from asr_lightning import hub
 from asr_lightning.audio import AudioError, audio_source, load_audio
 from asr_lightning.collate import CTCCollator
-from asr_lightning.sampling import LengthGroupedBatchSampler
+from asr_lightning.sampling import DurationBatchSampler, LengthGroupedBatchSampler
 from asr_lightning.text import (
     DEFAULT_CHARS_TO_IGNORE,
     build_processor,
@@ -87,9 +87,12 @@ class ASRDataModule(L.LightningDataModule):
         max_duration_s: drop longer clips.
         conv_kernel: the model's feature-encoder kernels (for the CTC alignability filter).
         conv_stride: the model's feature-encoder strides.
-        batch_size: training batch size (per device).
+        batch_size: training batch size (per device) when `max_batch_seconds` is None.
+        max_batch_seconds: fill each training batch up to this much padded audio (per device) from length
+            buckets instead of a fixed `batch_size` (see `DurationBatchSampler`); None: fixed size.
+        num_buckets: length buckets of the duration batching.
         eval_batch_size: validation/test batch size (per device).
-        group_by_length: batch training examples of similar length (less padding).
+        group_by_length: with a fixed `batch_size`, batch training examples of similar length (less padding).
         num_workers: DataLoader workers.
         num_proc: processes for the one-off preprocessing `map`.
         cache_dir: datasets cache directory (default: HF_DATASETS_CACHE).
@@ -124,6 +127,8 @@ class ASRDataModule(L.LightningDataModule):
         conv_kernel: tuple[int, ...] = WAV2VEC2_CONV_KERNEL,
         conv_stride: tuple[int, ...] = WAV2VEC2_CONV_STRIDE,
         batch_size: int = 8,
+        max_batch_seconds: float | None = None,
+        num_buckets: int = 30,
         eval_batch_size: int = 16,
         group_by_length: bool = True,
         num_workers: int = 2,
@@ -142,6 +147,11 @@ class ASRDataModule(L.LightningDataModule):
             raise ValueError(f"data.vocab must be 'pretrained' or 'train', got {vocab!r}")
         if vocab == "pretrained" and pretrained is None:
             raise ValueError("data.vocab=pretrained needs data.pretrained (a checkpoint with a tokenizer)")
+        if max_batch_seconds is not None and max_batch_seconds < max_duration_s:
+            raise ValueError(
+                f"data.max_batch_seconds={max_batch_seconds} is below data.max_duration_s={max_duration_s}: "
+                "the longest clips would fit in no batch; raise max_batch_seconds or lower max_duration_s"
+            )
         if dataset == "audiofolder" and not data_dir:
             raise ValueError("data.dataset=audiofolder needs data.data_dir=/path/to/folder")
         self.save_hyperparameters(logger=False)
@@ -360,23 +370,33 @@ class ASRDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
         ds = self.splits[split].with_format("numpy", columns=["input_values", "labels"], output_all_columns=True)
+        lengths = self.splits[split]["input_length"]
         trainer = self.trainer
-        sampler = LengthGroupedBatchSampler(
-            self.splits[split]["input_length"],
-            batch_size=batch_size,
-            shuffle=shuffle,
-            group_by_length=self.hparams.group_by_length,
-            seed=self.hparams.seed,
-            num_replicas=trainer.world_size if trainer else 1,
-            rank=trainer.global_rank if trainer else 0,
-        )
-        workers = self.hparams.num_workers
+        ddp = {"num_replicas": trainer.world_size if trainer else 1, "rank": trainer.global_rank if trainer else 0}
+        hp = self.hparams
+        sampler: Sampler[list[int]]
+        if shuffle and hp.max_batch_seconds is not None:
+            sampler = DurationBatchSampler(
+                lengths,
+                max_batch_seconds=hp.max_batch_seconds,
+                sampling_rate=self.feature_extractor.sampling_rate,
+                shuffle=True,
+                num_buckets=hp.num_buckets,
+                seed=hp.seed,
+                **ddp,
+            )
+        else:
+            sampler = LengthGroupedBatchSampler(
+                lengths, batch_size=batch_size, shuffle=shuffle, group_by_length=hp.group_by_length, seed=hp.seed, **ddp
+            )
+        workers = hp.num_workers
         return DataLoader(
             ds,
             batch_sampler=sampler,
             collate_fn=self.collator,
             num_workers=workers,
             persistent_workers=workers > 0,
+            pin_memory=trainer is not None and trainer.strategy.root_device.type == "cuda",
         )
 
 

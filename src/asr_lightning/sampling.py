@@ -79,3 +79,114 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
         batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches[: len(batches) // self.num_replicas * self.num_replicas]
+
+
+class DurationBatchSampler(Sampler[list[int]]):
+    """Batches filled up to a budget of padded audio seconds, from length buckets.
+
+    Examples are split into `num_buckets` length buckets of near-equal count (quantiles), so a batch holds
+    near-equal lengths and little padding. Training (`shuffle=True`): each epoch shuffles inside every
+    bucket, packs each bucket greedily into batches whose padded size (clips x longest clip) stays within
+    `max_batch_seconds`, and shuffles the batches; the order depends only on `seed` and the epoch
+    (`set_epoch`). Evaluation (`shuffle=False`): sorted longest first and packed; nothing dropped.
+
+    The budget counts padded audio because activation memory grows with the padded batch, not the real one
+    (fairseq's `max_tokens`; 200 s is its wav2vec2-base fine-tuning value per GPU).
+
+    Under DDP each rank takes every `num_replicas`-th batch. In training the batch list is cut to a multiple
+    of `num_replicas`, so ranks get distinct batches and the same number of them (DDP steps together).
+
+    Args:
+        lengths: length of each example (samples).
+        max_batch_seconds: padded audio per batch (per device).
+        sampling_rate: samples per second of `lengths`.
+        shuffle: training order (True) or sorted evaluation order (False).
+        num_buckets: length buckets (more: less padding, less randomness in batch composition); fewer
+            when the corpus holds under two batches' worth of audio per bucket.
+        seed: base seed of the shuffle.
+        num_replicas: DDP world size.
+        rank: this process's DDP rank.
+
+    Raises:
+        ValueError: a clip longer than the whole budget (it could never be batched).
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        max_batch_seconds: float,
+        sampling_rate: int,
+        shuffle: bool,
+        num_buckets: int = 30,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.budget = int(max_batch_seconds * sampling_rate)  # padded samples per batch
+        if len(self.lengths) and self.lengths.max() > self.budget:
+            raise ValueError(
+                f"data.max_batch_seconds={max_batch_seconds} is shorter than the longest clip "
+                f"({self.lengths.max() / sampling_rate:.2f} s): raise it, or lower data.max_duration_s"
+            )
+        if num_buckets < 1:
+            raise ValueError(f"data.num_buckets must be >= 1, got {num_buckets}")
+        self.shuffle = shuffle
+        self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.epoch = 0
+        # equal-count buckets: bucket b holds the examples ranked [edges[b], edges[b + 1]) by length
+        order = np.argsort(self.lengths, kind="stable")
+        # at least ~2 full batches per bucket, so a small corpus still gets batches that vary by epoch
+        batches_of_audio = int(self.lengths.sum() // self.budget) if self.budget else 0
+        self.num_buckets = max(1, min(num_buckets, batches_of_audio // 2, len(order)))
+        edges = np.linspace(0, len(order), self.num_buckets + 1).round().astype(int)
+        self.buckets = [order[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+        self._cache: tuple[int, list[list[int]]] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self._batches()[self.rank :: self.num_replicas]
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self._batches()), self.num_replicas))
+
+    def padding_efficiency(self) -> float:
+        """Real samples / padded samples over this epoch's batches (all ranks)."""
+        batches = self._batches()
+        real = sum(int(self.lengths[b].sum()) for b in batches)
+        padded = sum(len(b) * int(self.lengths[b].max()) for b in batches)
+        return real / padded if padded else 1.0
+
+    def _batches(self) -> list[list[int]]:
+        # batch count varies with the epoch's packing: computed once per epoch, for __len__ and __iter__
+        if self._cache is None or self._cache[0] != self.epoch:
+            self._cache = (self.epoch, self._pack())
+        return self._cache[1]
+
+    def _pack(self) -> list[list[int]]:
+        if not self.shuffle:
+            order = np.argsort(-self.lengths, kind="stable")
+            return self._fill(order)
+        rng = np.random.default_rng((self.seed, self.epoch))
+        batches = [b for bucket in self.buckets for b in self._fill(rng.permutation(bucket))]
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches[: len(batches) // self.num_replicas * self.num_replicas]
+
+    def _fill(self, order: np.ndarray) -> list[list[int]]:
+        batches: list[list[int]] = []
+        batch: list[int] = []
+        longest = 0
+        for i in order.tolist():
+            n = int(self.lengths[i])
+            if batch and max(longest, n) * (len(batch) + 1) > self.budget:
+                batches.append(batch)
+                batch, longest = [], 0
+            batch.append(i)
+            longest = max(longest, n)
+        if batch:
+            batches.append(batch)
+        return batches
