@@ -37,12 +37,33 @@ def batch(module: ASRModule) -> dict:
 
 def test_loss_is_finite_and_mean_reduced() -> None:
     module = tiny_module(freeze_feature_encoder=False)
-    out = module(batch(module))
-    assert torch.isfinite(out.loss) and out.loss.ndim == 0
+    b = batch(module)
+    logits = module(b)
+    loss = module.ctc_loss(logits, b)
+    assert torch.isfinite(loss) and loss.ndim == 0
     assert module.model.config.ctc_loss_reduction == "mean" and module.model.config.ctc_zero_infinity
-    assert out.logits.shape[-1] == len(module.processor.tokenizer)  # (batch, frames, vocab)
-    out.loss.backward()
+    assert logits.shape[-1] == len(module.processor.tokenizer)  # (batch, frames, vocab)
+    loss.backward()
     assert any(p.grad is not None for p in module.model.wav2vec2.feature_extractor.parameters())
+
+
+def test_ctc_loss_equals_the_hf_loss_for_masked_models() -> None:
+    """Our sync-free loss is the HF one where they mean the same (masked inputs: real frames only)."""
+    module = tiny_module(layerdrop=0.0, mask_time_prob=0.0, hidden_dropout=0.0, activation_dropout=0.0)
+    module.eval()
+    b = batch(module)
+    hf = module.model(b["input_values"], attention_mask=b["attention_mask"], labels=b["labels"]).loss
+    ours = module.ctc_loss(module(b), b)
+    assert torch.allclose(ours, hf, rtol=1e-5), (ours, hf)
+
+
+def test_ctc_loss_is_fp32_under_bf16_autocast() -> None:
+    module = tiny_module()
+    b = batch(module)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = module(b)
+        loss = module.ctc_loss(logits, b)
+    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
 
 
 def test_feature_encoder_frozen_by_default() -> None:
@@ -91,7 +112,7 @@ def test_checkpoint_loads_without_hydra_and_export_roundtrips(tmp_path: Path) ->
     loaded = ASRModule.from_checkpoint(tmp_path / "m.ckpt")
     b = batch(module)
     module.eval(), loaded.eval()
-    assert torch.allclose(module(b).logits, loaded(b).logits)
+    assert torch.allclose(module(b), loaded(b))
     assert loaded.processor.tokenizer.get_vocab() == module.processor.tokenizer.get_vocab()
 
 
@@ -114,7 +135,8 @@ def test_gradient_checkpointing_gives_the_same_gradients() -> None:
         module = tiny_module(freeze_feature_encoder=False, gradient_checkpointing=checkpointing, **no_dropout)
         module.train()
         torch.manual_seed(1)
-        module(batch(module)).loss.backward()
+        b = batch(module)
+        module.ctc_loss(module(b), b).backward()
         grads.append(module.model.lm_head.weight.grad.clone())
     assert module.model.wav2vec2.encoder.gradient_checkpointing  # transformers' flag for either API name
     assert torch.allclose(grads[0], grads[1], atol=1e-5)

@@ -80,9 +80,9 @@ def test_padding_does_not_change_outputs(trained_run: Path, demo_cfg) -> None:
     batch = next(iter(dm.val_dataloader()))
     assert "attention_mask" in batch and batch["input_lengths"].unique().numel() > 1
     with torch.no_grad():
-        batched = module(batch).logits.log_softmax(-1)  # (batch, frames, vocab)
+        batched = module(batch).log_softmax(-1)  # (batch, frames, vocab)
         for i, n in enumerate(batch["input_lengths"].tolist()):
-            alone = module({"input_values": batch["input_values"][i : i + 1, :n]}).logits.log_softmax(-1)[0]
+            alone = module({"input_values": batch["input_values"][i : i + 1, :n]}).log_softmax(-1)[0]
             assert torch.allclose(batched[i, : alone.shape[0]], alone, atol=1e-4)
 
 
@@ -115,7 +115,7 @@ def test_ddp_cpu_predictions_cover_the_test_split_once(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "train.py", "experiment=demo", "trainer=ddp_cpu", "data.max_samples=48", "data.num_proc=1",
          "data.eval_batch_size=4", "trainer.max_steps=2", "trainer.check_val_every_n_epoch=1", f"hydra.run.dir={run}",
-         "trainer.enable_progress_bar=false"],
+         "callbacks.progress_bar.refresh_rate=0"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -32,6 +32,9 @@ class CTCCollator:
         batch: dict[str, Any] = {
             "input_values": pad_sequence(inputs, batch_first=True, padding_value=self.padding_value),  # (B, T)
             "input_lengths": torch.tensor([len(x) for x in inputs]),
+            # host-side copies (plain ints stay on the CPU when the batch moves to the GPU): CTC lengths and
+            # throughput counting read them without a device-to-host sync
+            "num_samples": [len(x) for x in inputs],
             "ids": [e["id"] for e in examples],
             "texts": [e["text"] for e in examples],
         }
@@ -41,4 +44,5 @@ class CTCCollator:
         if "labels" in examples[0]:
             labels = [torch.as_tensor(e["labels"], dtype=torch.long) for e in examples]
             batch["labels"] = pad_sequence(labels, batch_first=True, padding_value=LABEL_PAD)  # (B, L)
+            batch["label_lengths"] = [len(x) for x in labels]
         return batch

@@ -15,6 +15,7 @@ from torchmetrics import MinMetric
 from torchmetrics.text import CharErrorRate, WordErrorRate
 from transformers import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2Processor, get_linear_schedule_with_warmup
 
+from asr_lightning.data import ctc_output_frames
 from asr_lightning.hub import from_pretrained
 from asr_lightning.text import build_processor, greedy_decode
 
@@ -134,15 +135,37 @@ class ASRModule(L.LightningModule):
 
     # ---------------------------------------------------------------- steps
 
-    def forward(self, batch: dict[str, Any]) -> Any:
-        return self.model(
-            input_values=batch["input_values"],
-            attention_mask=batch.get("attention_mask"),
-            labels=batch.get("labels"),
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Logits, (batch, frames, vocab)."""
+        return self.model(input_values=batch["input_values"], attention_mask=batch.get("attention_mask")).logits
+
+    def ctc_loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """CTC loss over each clip's real frames, in fp32, reduced as `config.ctc_loss_reduction`.
+
+        Our own rather than `Wav2Vec2ForCTC(labels=...)`'s, for speed: that one checks `labels.max()` and
+        flattens targets with `masked_select`, each a host-device sync per step; here lengths come from the
+        collator as host ints and targets stay padded (B, L). It also aligns over real frames only, where
+        the HF loss treats a mask-less (group-norm) model's padding frames as audio to be labelled blank.
+        """
+        cfg = self.model.config
+        # fp32: in bf16/fp16 the log-softmax and CTC's sums over alignments lose too much precision
+        log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # (frames, batch, vocab)
+        frames = [
+            min(ctc_output_frames(n, cfg.conv_kernel, cfg.conv_stride), log_probs.shape[0])
+            for n in batch["num_samples"]
+        ]
+        return torch.nn.functional.ctc_loss(
+            log_probs,
+            batch["labels"].clamp(min=0),  # (B, L); padding beyond each label length is never read
+            frames,
+            batch["label_lengths"],
+            blank=cfg.pad_token_id,
+            reduction=cfg.ctc_loss_reduction,
+            zero_infinity=cfg.ctc_zero_infinity,
         )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self(batch).loss
+        loss = self.ctc_loss(self(batch), batch)
         self.log("train/loss", loss, batch_size=len(batch["ids"]), prog_bar=True)
         return loss
 
@@ -172,13 +195,13 @@ class ASRModule(L.LightningModule):
         return greedy_decode(self.processor.tokenizer, logits)
 
     def _eval_step(self, stage: str, batch: dict[str, Any]) -> None:
-        out = self(batch)
-        hyps = self.transcribe_logits(out.logits)  # logits: (batch, frames, vocab)
+        logits = self(batch)  # (batch, frames, vocab)
+        hyps = self.transcribe_logits(logits)
         refs = batch["texts"]
         self.wer[stage].update(hyps, refs)
         self.cer[stage].update(hyps, refs)
         n = len(refs)
-        self.log(f"{stage}/loss", out.loss, batch_size=n, sync_dist=True)
+        self.log(f"{stage}/loss", self.ctc_loss(logits, batch), batch_size=n, sync_dist=True)
         self.log(f"{stage}/wer", self.wer[stage], batch_size=n, prog_bar=True)
         self.log(f"{stage}/cer", self.cer[stage], batch_size=n)
         records = self.test_records if stage == "test" else self.val_records
