@@ -29,7 +29,7 @@ FAST = [
     "trainer.max_steps=4",
     "trainer.check_val_every_n_epoch=1",
     "trainer.log_every_n_steps=1",
-    "trainer.enable_progress_bar=false",
+    "callbacks.progress_bar.refresh_rate=0",
     "trainer.enable_model_summary=false",
 ]
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 import pytest
+from google.protobuf.message import DecodeError
 
 import train
 
@@ -37,7 +39,15 @@ def summarize_run(run_dir: Path) -> dict:
     """The run's config, logged scalars, table files and group/name, from its offline log."""
     (log_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
     out: dict = {"config": {}, "history": {}, "tables": {}, "exit": None, "dir": log_file.parent}
-    for rec in read_wandb_log(log_file):
+    for _ in range(20):  # W&B's service process may still be writing the log's last block when finish() returns
+        try:
+            records = read_wandb_log(log_file)
+            if any(r.WhichOneof("record_type") == "exit" for r in records):
+                break
+        except DecodeError:
+            pass
+        time.sleep(0.5)
+    for rec in records:
         kind = rec.WhichOneof("record_type")
         if kind == "run":
             out |= {"group": rec.run.run_group, "name": rec.run.display_name, "id": rec.run.run_id}
