@@ -1,0 +1,152 @@
+# python -m bench.infer_speed --model base --minutes 10   (CPU smoke: --smoke)
+"""Real-time factor of batched greedy transcription with wav2vec2-base (random weights: speed is the same).
+
+Clips of 2-15 s (MInDS-14-like) are batched longest first up to `--max-batch-seconds` of padded audio (the
+`DurationBatchSampler` evaluation order), run through the model, argmax-decoded and collapsed to text by the
+tokenizer. RTF = wall time / audio time (lower is better; 1/RTF is "x real time"). Variants:
+fp32 eager; bf16 autocast; on CPU also int8 dynamic quantisation of the Linear layers (the transformer; the
+CNN stays fp32); on GPU bf16 with cuDNN autotuning. Audio decoding is left out: `bench.data_speed` times it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+from asr_lightning.collate import CTCCollator
+from asr_lightning.sampling import DurationBatchSampler
+from asr_lightning.text import build_processor, build_vocab, greedy_decode
+from asr_lightning.throughput import flops_coefficients
+from bench.corpus import WORDS
+from bench.train_speed import machine
+
+TINY = {
+    "feat_extract_norm": "layer",
+    "do_stable_layer_norm": True,
+    "conv_dim": [32] * 7,
+    "conv_bias": True,
+    "hidden_size": 144,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "intermediate_size": 432,
+    "num_conv_pos_embeddings": 32,
+    "num_conv_pos_embedding_groups": 8,
+}  # fmt: skip  (conf/model/wav2vec2_tiny.yaml)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=["base", "tiny"], default="base")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--max-batch-seconds", type=float, default=None, help="default: 60 on CPU, 1600 on GPU")
+    parser.add_argument("--variants", default=None, help="comma list of fp32,bf16,int8 (default: all that apply)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--smoke", action="store_true", help="tiny model, 1 minute (CI)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    if args.smoke:
+        args.model, args.minutes = "tiny", 1.0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    budget = args.max_batch_seconds or (1600.0 if cuda else 60.0)
+    variants = (args.variants or ("fp32,bf16" if cuda else "fp32,bf16,int8")).split(",")
+
+    processor = build_processor(build_vocab([" ".join(WORDS)]), {"return_attention_mask": args.model == "tiny"})
+    arch = TINY if args.model == "tiny" else {}
+    config = Wav2Vec2Config(**arch, vocab_size=len(processor.tokenizer), pad_token_id=processor.tokenizer.pad_token_id)
+    clips = make_clips(args.minutes)
+    audio_s = sum(len(c) for c in clips) / 16000
+    a, b = flops_coefficients(config, training=False)
+    flops = sum(a * (len(c) / 16000) + b * (len(c) / 16000) ** 2 for c in clips)
+    results: dict[str, Any] = {
+        "machine": machine(), "model": args.model, "clips": len(clips), "audio_s": round(audio_s, 1),
+        "max_batch_seconds": budget, "gflop_per_audio_s": flops / audio_s / 1e9, "variants": {},
+    }  # fmt: skip
+    for name in variants:
+        torch.manual_seed(0)
+        model = Wav2Vec2ForCTC(config).eval().to(device)
+        if name == "int8":
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        elapsed, texts = transcribe(model, processor, clips, budget, device, bf16=name == "bf16")
+        results["variants"][name] = {
+            "rtf": elapsed / audio_s,
+            "x_real_time": audio_s / elapsed,
+            "gflop_per_s": flops / elapsed / 1e9,
+            "seconds": round(elapsed, 2),
+        }
+        print(name, json.dumps(results["variants"][name]), flush=True)
+    print(to_markdown(results))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1))
+
+
+def make_clips(minutes: float, seed: int = 0) -> list[np.ndarray]:
+    """Normalised noise clips of 2-15 s at 16 kHz, until `minutes` of audio."""
+    rng = np.random.default_rng(seed)
+    clips, total = [], 0.0
+    while total < minutes * 60:
+        seconds = float(rng.uniform(2, 15))
+        clips.append(rng.standard_normal(int(seconds * 16000)).astype(np.float32))
+        total += seconds
+    return clips
+
+
+@torch.inference_mode()
+def transcribe(
+    model: torch.nn.Module, processor, clips: list[np.ndarray], budget: float, device: torch.device, bf16: bool
+) -> tuple[float, list[str]]:
+    lengths = [len(c) for c in clips]
+    sampler = DurationBatchSampler(lengths, max_batch_seconds=budget, sampling_rate=16000, shuffle=False)
+    collate = CTCCollator(return_attention_mask=bool(processor.feature_extractor.return_attention_mask))
+    batches = [collate([{"input_values": clips[i], "id": str(i), "text": ""} for i in idx]) for idx in sampler]
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    _run(model, batches[-1:], processor, device, autocast)  # warm-up (allocator, kernels) on the shortest batch
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    texts = _run(model, batches, processor, device, autocast)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, texts
+
+
+def _run(model, batches, processor, device, autocast) -> list[str]:
+    texts: list[str] = []
+    for batch in batches:
+        mask = batch.get("attention_mask")
+        with autocast:
+            logits = model(
+                batch["input_values"].to(device, non_blocking=True),
+                attention_mask=None if mask is None else mask.to(device, non_blocking=True),
+            ).logits  # (batch, frames, vocab)
+        texts += greedy_decode(processor.tokenizer, logits)
+    return texts
+
+
+def to_markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"{results['machine']['device']}; model {results['model']}; {results['clips']} clips, "
+        f"{results['audio_s'] / 60:.1f} min; batches of <= {results['max_batch_seconds']:.0f} s padded; "
+        f"{results['gflop_per_audio_s']:.1f} GFLOP per audio-second",
+        "",
+        "| variant | RTF | x real time | GFLOP/s |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, r in results["variants"].items():
+        lines.append(f"| {name} | {r['rtf']:.4f} | {r['x_real_time']:.0f} | {r['gflop_per_s']:.0f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
