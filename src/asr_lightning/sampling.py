@@ -85,10 +85,11 @@ class DurationBatchSampler(Sampler[list[int]]):
     """Batches filled up to a budget of padded audio seconds, from length buckets.
 
     Examples are split into `num_buckets` length buckets of near-equal count (quantiles), so a batch holds
-    near-equal lengths and little padding. Training (`shuffle=True`): each epoch shuffles inside every
-    bucket, packs each bucket greedily into batches whose padded size (clips x longest clip) stays within
-    `max_batch_seconds`, and shuffles the batches; the order depends only on `seed` and the epoch
-    (`set_epoch`). Evaluation (`shuffle=False`): sorted longest first and packed; nothing dropped.
+    near-equal lengths and little padding. Training (`shuffle=True`): each epoch orders every bucket by
+    length with +-5% random jitter (batch composition changes between epochs), packs it greedily into
+    batches whose padded size (clips x longest clip) stays within `max_batch_seconds`, and shuffles the
+    batches; the order depends only on `seed` and the epoch (`set_epoch`). Evaluation (`shuffle=False`):
+    sorted longest first and packed; nothing dropped.
 
     The budget counts padded audio because activation memory grows with the padded batch, not the real one
     (fairseq's `max_tokens`; 200 s is its wav2vec2-base fine-tuning value per GPU).
@@ -172,9 +173,16 @@ class DurationBatchSampler(Sampler[list[int]]):
             order = np.argsort(-self.lengths, kind="stable")
             return self._fill(order)
         rng = np.random.default_rng((self.seed, self.epoch))
-        batches = [b for bucket in self.buckets for b in self._fill(rng.permutation(bucket))]
+        batches = [b for bucket in self.buckets for b in self._fill(self._jittered_sort(bucket, rng))]
         batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches[: len(batches) // self.num_replicas * self.num_replicas]
+
+    def _jittered_sort(self, bucket: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        # sorted by length with +-5% noise ("sort with noise"): neighbours differ each epoch, while a batch
+        # still holds near-equal lengths even in the wide buckets of a small corpus
+        shuffled = rng.permutation(bucket)
+        keys = self.lengths[shuffled] * rng.uniform(0.95, 1.05, len(shuffled))
+        return shuffled[np.argsort(keys, kind="stable")]
 
     def _fill(self, order: np.ndarray) -> list[list[int]]:
         batches: list[list[int]] = []
