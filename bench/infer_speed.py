@@ -5,7 +5,9 @@ Clips of 2-15 s (MInDS-14-like) are batched longest first up to `--max-batch-sec
 `DurationBatchSampler` evaluation order), run through the model, argmax-decoded and collapsed to text by the
 tokenizer. RTF = wall time / audio time (lower is better; 1/RTF is "x real time"). Variants:
 fp32 eager; bf16 autocast; on CPU also int8 dynamic quantisation of the Linear layers (the transformer; the
-CNN stays fp32); on GPU bf16 with cuDNN autotuning. Audio decoding is left out: `bench.data_speed` times it.
+CNN stays fp32), and, when `onnxruntime` is installed, the model exported with `torch.onnx.export` (dynamic
+batch and length) run in ONNX Runtime in fp32 (`onnx`) and dynamically quantised to int8 (`onnx_int8`).
+Audio decoding is left out: `bench.data_speed` times it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -47,7 +50,7 @@ def main() -> None:
     parser.add_argument("--model", choices=["base", "tiny"], default="base")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--max-batch-seconds", type=float, default=None, help="default: 60 on CPU, 1600 on GPU")
-    parser.add_argument("--variants", default=None, help="comma list of fp32,bf16,int8 (default: all that apply)")
+    parser.add_argument("--variants", default=None, help="comma list of fp32,bf16,int8,onnx,onnx_int8")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--smoke", action="store_true", help="tiny model, 1 minute (CI)")
     parser.add_argument("--out", type=Path, default=None)
@@ -59,7 +62,7 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
     budget = args.max_batch_seconds or (1600.0 if cuda else 60.0)
-    variants = (args.variants or ("fp32,bf16" if cuda else "fp32,bf16,int8")).split(",")
+    variants = (args.variants or ("fp32,bf16" if cuda else "fp32,bf16,int8,onnx,onnx_int8")).split(",")
 
     processor = build_processor(build_vocab([" ".join(WORDS)]), {"return_attention_mask": args.model == "tiny"})
     arch = TINY if args.model == "tiny" else {}
@@ -77,6 +80,12 @@ def main() -> None:
         model = Wav2Vec2ForCTC(config).eval().to(device)
         if name == "int8":
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        if name.startswith("onnx"):
+            try:
+                model = OnnxModel(model, quantize=name == "onnx_int8", threads=torch.get_num_threads())
+            except ImportError:
+                print(f"{name}: skipped (pip install onnxruntime onnxscript)")
+                continue
         elapsed, texts = transcribe(model, processor, clips, budget, device, bf16=name == "bf16")
         results["variants"][name] = {
             "rtf": elapsed / audio_s,
@@ -132,6 +141,49 @@ def _run(model, batches, processor, device, autocast) -> list[str]:
             ).logits  # (batch, frames, vocab)
         texts += greedy_decode(processor.tokenizer, logits)
     return texts
+
+
+class OnnxModel:
+    """The model exported to ONNX (dynamic batch and length) behind the eager model's call signature."""
+
+    def __init__(self, model: Wav2Vec2ForCTC, quantize: bool, threads: int) -> None:
+        import tempfile
+
+        import onnxruntime as ort
+
+        path = Path(tempfile.mkdtemp()) / "model.onnx"
+        batch, length = (
+            torch.export.Dim("batch", min=1, max=256),
+            torch.export.Dim("length", min=8000, max=16000 * 3600),
+        )
+        torch.onnx.export(
+            _Logits(model), (torch.randn(2, 64000),), dynamo=True,
+            dynamic_shapes={"input_values": {0: batch, 1: length}},
+            input_names=["input_values"], output_names=["logits"],
+        ).save(str(path))  # fmt: skip
+        if quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(str(path), str(path.with_suffix(".int8.onnx")), weight_type=QuantType.QInt8)
+            path = path.with_suffix(".int8.onnx")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> Any:
+        if attention_mask is not None:
+            raise ValueError("the ONNX variants export mask-less (group-norm) models such as wav2vec2-base")
+        (logits,) = self.session.run(None, {"input_values": input_values.numpy()})
+        return SimpleNamespace(logits=torch.from_numpy(logits))
+
+
+class _Logits(torch.nn.Module):
+    def __init__(self, model: Wav2Vec2ForCTC) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+        return self.model(input_values).logits  # (batch, frames, vocab)
 
 
 def to_markdown(results: dict[str, Any]) -> str:
