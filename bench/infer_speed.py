@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
 
 from asr_lightning.collate import CTCCollator
@@ -31,18 +32,8 @@ from asr_lightning.throughput import flops_coefficients
 from bench.corpus import WORDS
 from bench.train_speed import machine
 
-TINY = {
-    "feat_extract_norm": "layer",
-    "do_stable_layer_norm": True,
-    "conv_dim": [32] * 7,
-    "conv_bias": True,
-    "hidden_size": 144,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 4,
-    "intermediate_size": 432,
-    "num_conv_pos_embeddings": 32,
-    "num_conv_pos_embedding_groups": 8,
-}  # fmt: skip  (conf/model/wav2vec2_tiny.yaml)
+# the demo model's architecture, from its config
+TINY = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "conf/model/wav2vec2_tiny.yaml").architecture)
 
 
 def main() -> None:
