@@ -28,7 +28,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
 from asr_lightning.collate import CTCCollator
 from asr_lightning.sampling import DurationBatchSampler
 from asr_lightning.text import build_processor, build_vocab, greedy_decode
-from asr_lightning.throughput import flops_coefficients
+from asr_lightning.throughput import clips_flops, flops_coefficients
 from bench.corpus import WORDS
 from bench.train_speed import machine
 
@@ -60,8 +60,7 @@ def main() -> None:
     config = Wav2Vec2Config(**arch, vocab_size=len(processor.tokenizer), pad_token_id=processor.tokenizer.pad_token_id)
     clips = make_clips(args.minutes)
     audio_s = sum(len(c) for c in clips) / 16000
-    a, b = flops_coefficients(config, training=False)
-    flops = sum(a * (len(c) / 16000) + b * (len(c) / 16000) ** 2 for c in clips)
+    flops = clips_flops(flops_coefficients(config, training=False), [len(c) / 16000 for c in clips])
     results: dict[str, Any] = {
         "machine": machine(), "model": args.model, "clips": len(clips), "audio_s": round(audio_s, 1),
         "max_batch_seconds": budget, "gflop_per_audio_s": flops / audio_s / 1e9, "variants": {},

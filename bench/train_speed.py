@@ -42,7 +42,7 @@ from omegaconf import OmegaConf, open_dict  # noqa: E402
 
 import train  # noqa: E402, F401  (registers the config resolvers)
 from asr_lightning.data import load_audiofolder  # noqa: E402
-from asr_lightning.throughput import flops_coefficients  # noqa: E402
+from asr_lightning.throughput import clips_flops, flops_coefficients  # noqa: E402
 from bench.corpus import make_corpus  # noqa: E402
 
 TINY = ["model=wav2vec2_tiny", "data.return_attention_mask=true"]
@@ -265,11 +265,11 @@ def synchronize() -> None:
 def summarise(timing: Timing, info: dict[str, Any]) -> dict[str, Any]:
     model = info["model"]
     trains_cnn = any(p.requires_grad for p in model.wav2vec2.feature_extractor.parameters())
-    a, b = flops_coefficients(model.config, train_feature_encoder=trains_cnn)
+    coefficients = flops_coefficients(model.config, train_feature_encoder=trains_cnn)
     window = timing.batches[timing.start_batch :]
     seconds = [n / 16000 for batch in window for n in batch]
     elapsed = timing.t_end - timing.t_start if window else None  # None: training ended within the warmup
-    flops = sum(a * s + b * s * s for s in seconds)
+    flops = clips_flops(coefficients, seconds)
     real = sum(sum(batch) for batch in timing.batches)
     padded = sum(len(batch) * max(batch) for batch in timing.batches)
     dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(info["precision"], torch.float32)
@@ -283,7 +283,7 @@ def summarise(timing: Timing, info: dict[str, Any]) -> dict[str, Any]:
         "audio_s_per_s": sum(seconds) / elapsed if elapsed else None,
         "padding_efficiency": real / padded,
         "model_tflops_per_s": flops / elapsed / 1e12 if elapsed else None,
-        "gflop_per_audio_s": (a + 8.5 * b) / 1e9,  # at the corpus's mean clip length
+        "gflop_per_audio_s": flops / sum(seconds) / 1e9 if seconds else None,  # of the timed clips
         "mfu": flops / elapsed / peak if peak and elapsed else None,
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
         "feature_encoder_trained": trains_cnn,

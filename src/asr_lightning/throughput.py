@@ -13,6 +13,7 @@ are not counted, so MFU measures useful work (the PaLM definition).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,12 @@ def flops_coefficients(
     b = (counts[1] - 2 * counts[0]) / (2 * seconds**2)
     a = (counts[0] - b * seconds**2) / seconds
     return a, b
+
+
+def clips_flops(coefficients: tuple[float, float], seconds: Iterable[float]) -> float:
+    """FLOPs of clips of these durations, from `flops_coefficients`."""
+    a, b = coefficients
+    return sum(a * s + b * s * s for s in seconds)
 
 
 def _count(config: Wav2Vec2Config, train_feature_encoder: bool, training: bool, seconds: float) -> float:
@@ -110,12 +117,11 @@ class ThroughputLogger(Callback):
     ) -> None:
         lengths = batch["num_samples"]  # host ints: counting needs no sync
         seconds = [n / self.sampling_rate for n in lengths]
-        a, b = self.coefficients
         counts = _Counts(
             samples=len(lengths),
             audio_s=sum(seconds),
             padded_s=len(lengths) * max(seconds),
-            flops=sum(a * s + b * s * s for s in seconds),
+            flops=clips_flops(self.coefficients, seconds),
         )
         self._window += counts
         self._epoch += counts
