@@ -1,5 +1,5 @@
 # pytest tests/test_bad_audio.py
-"""Audio edge cases, generated here: valid variants decode to 16 kHz mono; broken ones raise AudioError naming the file."""
+"""Audio edge cases, generated here: valid variants decode to 16 kHz mono; broken ones raise AudioError."""
 
 from __future__ import annotations
 

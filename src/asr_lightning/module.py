@@ -46,6 +46,9 @@ class ASRModule(L.LightningModule):
         feat_proj_dropout: dropout after the feature projection.
         final_dropout: dropout before the CTC head.
         attn_implementation: `sdpa`, `eager` or `flash_attention_2`.
+        max_nonfinite_steps: stop (with an error, and a checkpoint by `OnExceptionCheckpoint`) after this
+            many consecutive optimiser steps with non-finite gradients; each one is skipped and counted in
+            `train/nonfinite_steps`. fp16's GradScaler skips its own overflow steps and is left to do so.
         optimizer: partial optimizer, completed with the trainable parameters.
         scheduler: partial `linear_warmup_decay`, completed with the optimizer and step count.
     """
@@ -70,6 +73,7 @@ class ASRModule(L.LightningModule):
         feat_proj_dropout: float | None = None,
         final_dropout: float | None = None,
         attn_implementation: str = "sdpa",
+        max_nonfinite_steps: int = 10,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
     ) -> None:
@@ -124,6 +128,8 @@ class ASRModule(L.LightningModule):
         # per-utterance (id, reference, hypothesis) of the latest validation / test, complete under DDP
         self.val_records: list[dict[str, str]] = []
         self.test_records: list[dict[str, str]] = []
+        self.nonfinite_steps = 0  # skipped optimiser steps, this run
+        self._nonfinite_streak = 0
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> ASRModule:
@@ -233,6 +239,26 @@ class ASRModule(L.LightningModule):
         rank_zero_warn(msg)
 
     # ---------------------------------------------------------------- optimisation and checkpoints
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.trainer.precision == "16-mixed":
+            return  # the GradScaler skips overflowing steps itself, and lowers its scale
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        # one sync per step, to decide; a skipped step must not touch the weights or AdamW's moments
+        if not grads or torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+            self._nonfinite_streak = 0
+            return
+        optimizer.zero_grad(set_to_none=True)  # AdamW skips parameters without gradients: no update at all
+        self.nonfinite_steps += 1
+        self._nonfinite_streak += 1
+        self.log("train/nonfinite_steps", float(self.nonfinite_steps))
+        rank_zero_warn(f"step {self.global_step}: non-finite loss or gradients, optimiser step skipped")
+        if self._nonfinite_streak >= self.hparams.max_nonfinite_steps:
+            raise FloatingPointError(
+                f"{self._nonfinite_streak} consecutive steps had non-finite loss or gradients (step "
+                f"{self.global_step}; model.max_nonfinite_steps={self.hparams.max_nonfinite_steps}): lower "
+                "model.lr, check the data report for broken clips, or use trainer.precision=bf16-mixed / 32-true"
+            )
 
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.parameters() if p.requires_grad]
