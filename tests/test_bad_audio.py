@@ -1,15 +1,16 @@
 # pytest tests/test_bad_audio.py
-"""Audio edge cases, generated here: valid variants decode to 16 kHz mono; broken ones raise AudioError."""
+"""Audio edge cases, generated here: valid ones decode to 16 kHz mono; broken ones raise AudioError with a reason."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from asr_lightning.audio import AudioError, load_audio
+from asr_lightning.audio import AUDIO_ERROR_REASONS, AudioError, load_audio
 
 SR = 16000
 
@@ -51,12 +52,20 @@ def test_silence_decodes(tmp_path: Path) -> None:
 
 
 BROKEN = {
-    "corrupt bytes": lambda p: p.write_bytes(b"RIFF\x00\x01garbage" * 50),
-    "truncated header": lambda p: p.write_bytes(_wav_bytes(p)[:20]),
-    "zero-length file": lambda p: p.write_bytes(b""),
-    "header only": lambda p: sf.write(p, np.zeros(0), SR),
-    "NaN samples": lambda p: sf.write(p, np.full(SR, np.nan, dtype=np.float32), SR, subtype="FLOAT"),
-    "inf samples": lambda p: sf.write(p, np.r_[np.zeros(SR - 1), np.inf].astype(np.float32), SR, subtype="FLOAT"),
+    # name: (writes the file, AudioError.reason)
+    "corrupt bytes": (lambda p: p.write_bytes(b"RIFF\x00\x01garbage" * 50), "undecodable"),
+    "truncated header": (lambda p: p.write_bytes(_wav_bytes(p)[:20]), "undecodable"),
+    "zero-length file": (lambda p: p.write_bytes(b""), "empty_audio"),
+    "header only": (lambda p: sf.write(p, np.zeros(0), SR), "empty_audio"),
+    "one sample at 48 kHz": (lambda p: sf.write(p, np.ones(1), 48000), "empty_audio"),  # none left at 16 kHz
+    "NaN samples": (
+        lambda p: sf.write(p, np.full(SR, np.nan, dtype=np.float32), SR, subtype="FLOAT"),
+        "non_finite_audio",
+    ),
+    "inf samples": (
+        lambda p: sf.write(p, np.r_[np.zeros(SR - 1), np.inf].astype(np.float32), SR, subtype="FLOAT"),
+        "non_finite_audio",
+    ),
 }
 
 
@@ -66,13 +75,38 @@ def _wav_bytes(path: Path) -> bytes:
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
-def test_broken_audio_raises_naming_the_file(tmp_path: Path, case: str) -> None:
+def test_broken_audio_raises_naming_the_file_and_reason(tmp_path: Path, case: str) -> None:
+    write, reason = BROKEN[case]
     path = tmp_path / "broken.wav"
-    BROKEN[case](path)
-    with pytest.raises(AudioError, match="broken.wav"):
+    write(path)
+    with pytest.raises(AudioError, match="broken.wav") as info:
         load_audio(path, SR)
+    assert info.value.reason == reason
+
+
+@pytest.mark.parametrize("case", ["corrupt bytes", "zero-length file", "NaN samples"])
+def test_broken_bytes_have_the_same_reason_as_the_file(tmp_path: Path, case: str) -> None:
+    write, reason = BROKEN[case]
+    path = tmp_path / "broken.wav"
+    write(path)
+    with pytest.raises(AudioError, match="<bytes>") as info:
+        load_audio(path.read_bytes(), SR)
+    assert info.value.reason == reason
 
 
 def test_missing_file_raises_naming_it(tmp_path: Path) -> None:
-    with pytest.raises(AudioError, match="nowhere.wav"):
+    with pytest.raises(AudioError, match="nowhere.wav") as info:
         load_audio(tmp_path / "nowhere.wav", SR)
+    assert info.value.reason == "missing_file"
+
+
+def test_audio_error_keeps_its_reason_through_pickle() -> None:
+    # datasets.map(num_proc=...) sends a worker's exception back pickled
+    err = pickle.loads(pickle.dumps(AudioError("x.wav has no samples", reason="empty_audio")))
+    assert isinstance(err, AudioError) and err.reason == "empty_audio" and str(err) == "x.wav has no samples"
+
+
+def test_audio_error_reason_must_be_known() -> None:
+    assert AUDIO_ERROR_REASONS == ("missing_file", "undecodable", "empty_audio", "non_finite_audio")
+    with pytest.raises(ValueError, match="reason"):
+        AudioError("x.wav", reason="unreadable")

@@ -13,8 +13,29 @@ import soxr
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif", ".au", ".sph")
 
 
+# Why a clip's audio is unusable, most basic first; `AudioError.reason` is one of them.
+AUDIO_ERROR_REASONS = ("missing_file", "undecodable", "empty_audio", "non_finite_audio")
+
+
 class AudioError(ValueError):
-    """Audio that cannot be decoded; the message names the file."""
+    """Audio that cannot be used; the message names the file.
+
+    Args:
+        message: what is wrong, naming the file.
+        reason: one of `AUDIO_ERROR_REASONS`: `missing_file` (no such file, or a cell with neither bytes nor
+            path), `undecodable` (corrupt, truncated or unsupported), `empty_audio` (no samples) or
+            `non_finite_audio` (NaN or infinite samples).
+    """
+
+    def __init__(self, message: str, reason: str = "undecodable") -> None:
+        if reason not in AUDIO_ERROR_REASONS:
+            raise ValueError(f"AudioError reason must be one of {AUDIO_ERROR_REASONS}, got {reason!r}")
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self):
+        # Pickled across `datasets.map(num_proc=...)` workers; the default would drop `reason`.
+        return type(self), (str(self), self.reason)
 
 
 def load_audio(source: bytes | str | Path, target_sr: int) -> np.ndarray:
@@ -28,20 +49,30 @@ def load_audio(source: bytes | str | Path, target_sr: int) -> np.ndarray:
         float32 samples, shape (samples,).
 
     Raises:
-        AudioError: unreadable, empty or non-finite audio.
+        AudioError: missing, undecodable, empty or non-finite audio (its `reason` says which).
     """
-    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    if isinstance(source, bytes):
+        name, size = "<bytes>", len(source)
+    else:
+        name, path = str(source), Path(source)
+        if not path.exists():
+            raise AudioError(f"{name} does not exist", reason="missing_file")
+        size = path.stat().st_size if path.is_file() else None
+    if size == 0:  # an interrupted copy or download; libsndfile would call it an unrecognised format
+        raise AudioError(f"{name} is an empty file (0 bytes)", reason="empty_audio")
     try:
         data, sr = sf.read(io.BytesIO(source) if isinstance(source, bytes) else source, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as err:
-        raise AudioError(f"cannot decode {name}: {err}") from err
+        raise AudioError(f"cannot decode {name}: {err}", reason="undecodable") from err
     if data.shape[0] == 0:
-        raise AudioError(f"{name} has no samples")
+        raise AudioError(f"{name} has no samples", reason="empty_audio")
     audio = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]  # (samples,)
     if not np.isfinite(audio).all():
-        raise AudioError(f"{name} contains NaN or infinite samples")
+        raise AudioError(f"{name} contains NaN or infinite samples", reason="non_finite_audio")
     if sr != target_sr:
         audio = soxr.resample(audio, sr, target_sr, quality="HQ")
+        if len(audio) == 0:  # e.g. one sample at 48 kHz
+            raise AudioError(f"{name} has no samples at {target_sr} Hz", reason="empty_audio")
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
@@ -51,4 +82,4 @@ def audio_source(example_audio: dict) -> bytes | str:
         return example_audio["bytes"]
     if example_audio.get("path"):
         return example_audio["path"]
-    raise AudioError("audio cell has neither bytes nor path")
+    raise AudioError("audio cell has neither bytes nor path", reason="missing_file")

@@ -17,7 +17,7 @@ from datasets import Audio, Dataset, DatasetDict
 from torch.utils.data import DataLoader, Sampler
 
 from asr_lightning import hub
-from asr_lightning.audio import AudioError, audio_source, load_audio
+from asr_lightning.audio import AUDIO_ERROR_REASONS, AudioError, audio_source, load_audio
 from asr_lightning.collate import CTCCollator
 from asr_lightning.sampling import DurationBatchSampler, LengthGroupedBatchSampler
 from asr_lightning.text import (
@@ -28,6 +28,7 @@ from asr_lightning.text import (
     normalize_text,
     oov_stats,
     pretrained_vocab,
+    vocab_characters,
 )
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,19 @@ SPLIT_ALIASES = {
 # The feature encoder of every released wav2vec2/HuBERT/XLS-R checkpoint: 320x downsampling, 25 ms receptive field.
 WAV2VEC2_CONV_KERNEL = (10, 3, 3, 3, 3, 2, 2)
 WAV2VEC2_CONV_STRIDE = (5, 2, 2, 2, 2, 2, 2)
-SKIP_REASONS = ("unreadable", "empty_text", "too_short", "too_long", "unalignable")
+# Why a clip is left out, in the order they are checked: the audio, then the transcript, then the fit of the two.
+SKIP_REASONS = (
+    *AUDIO_ERROR_REASONS,  # missing_file, undecodable, empty_audio, non_finite_audio
+    "silent",  # digital silence under a non-empty transcript: a broken recording
+    "empty_text",  # no transcript, or only whitespace
+    "ignored_chars_only",  # nothing left once `chars_to_ignore` is deleted
+    "oov_chars",  # train only: characters the vocab cannot spell would be trained as <unk>
+    "too_short",
+    "too_long",
+    "unalignable",  # more CTC labels than the encoder makes frames
+)
+# Peak |x| under which a clip is digital silence (16-bit PCM: about 3 LSB); dithered silence is above it.
+SILENCE_PEAK = 1e-4
 PREPROCESSED_FEATURES = datasets.Features(
     {
         "id": datasets.Value("string"),
@@ -98,6 +111,8 @@ class ASRDataModule(L.LightningDataModule):
         cache_dir: datasets cache directory (default: HF_DATASETS_CACHE).
         output_dir: where `splits.json`, `vocab.json` and `data_report.json` are written (the run dir).
         seed: seed of the training shuffle.
+        on_bad_audio: `skip` leaves out clips whose audio is missing, undecodable, empty or non-finite
+            (counted by reason in `data_report.json`); `error` fails on the first one, naming it.
     """
 
     def __init__(
@@ -136,6 +151,7 @@ class ASRDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         output_dir: str | None = None,
         seed: int = 0,
+        on_bad_audio: Literal["skip", "error"] = "skip",
     ) -> None:
         super().__init__()
         if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
@@ -147,6 +163,24 @@ class ASRDataModule(L.LightningDataModule):
             raise ValueError(f"data.vocab must be 'pretrained' or 'train', got {vocab!r}")
         if vocab == "pretrained" and pretrained is None:
             raise ValueError("data.vocab=pretrained needs data.pretrained (a checkpoint with a tokenizer)")
+        if on_bad_audio not in ("skip", "error"):
+            raise ValueError(f"data.on_bad_audio must be 'skip' or 'error', got {on_bad_audio!r}")
+        for key, value in (
+            ("batch_size", batch_size),
+            ("eval_batch_size", eval_batch_size),
+            ("num_buckets", num_buckets),
+        ):
+            if value < 1:
+                raise ValueError(f"data.{key}={value} must be >= 1")
+        if not 0 <= min_duration_s < max_duration_s:
+            raise ValueError(
+                f"data.min_duration_s={min_duration_s} and data.max_duration_s={max_duration_s} must satisfy "
+                "0 <= min_duration_s < max_duration_s"
+            )
+        if max_batch_seconds is not None and max_batch_seconds <= 0:
+            raise ValueError(f"data.max_batch_seconds={max_batch_seconds} must be > 0 (or null for fixed batches)")
+        if not 0 <= max_oov_rate <= 1:
+            raise ValueError(f"data.max_oov_rate={max_oov_rate} must be in [0, 1]")
         if max_batch_seconds is not None and max_batch_seconds < max_duration_s:
             raise ValueError(
                 f"data.max_batch_seconds={max_batch_seconds} is below data.max_duration_s={max_duration_s}: "
@@ -299,7 +333,10 @@ class ASRDataModule(L.LightningDataModule):
     def _preprocess(self, split: str, raw: Dataset, ids: list[str]) -> Dataset:
         hp = self.hparams
         if len(raw) == 0:  # e.g. test_fraction=0
-            self.metadata[split], self.report[split] = {}, {"rows": 0, "kept": 0, "hours": 0.0, "skipped": {}}
+            self.metadata[split] = {}
+            self.report[split] = {
+                "rows": 0, "kept": 0, "hours": 0.0, "skipped": dict.fromkeys(SKIP_REASONS, 0), "skipped_ids": {},
+            }  # fmt: skip
             features = datasets.Features({k: v for k, v in PREPROCESSED_FEATURES.items() if k not in ("skip", "error")})
             return Dataset.from_dict({k: [] for k in features}, features=features)
         columns = {c: _readable(raw, c) for c in self.metadata_columns}
@@ -314,6 +351,8 @@ class ASRDataModule(L.LightningDataModule):
             "min_samples": int(hp.min_duration_s * self.feature_extractor.sampling_rate),
             "max_samples": int(hp.max_duration_s * self.feature_extractor.sampling_rate),
             "conv": (tuple(hp.conv_kernel), tuple(hp.conv_stride)),
+            "split": split,
+            "on_bad_audio": hp.on_bad_audio,  # in the cache key: a strict run must not reuse a skipping one
         }
         ds = raw.map(
             _prepare_example,
@@ -323,14 +362,12 @@ class ASRDataModule(L.LightningDataModule):
             num_proc=hp.num_proc if hp.num_proc > 1 else None,
             desc=f"preprocess {split}",
         )
-        skips = ds["skip"]
+        skips, errors = ds["skip"], ds["error"]
         counts = Counter(s for s in skips if s)
-        skipped_ids: dict[str, list[str]] = {}
+        skipped_ids = {r: [ids[i] for i, s in enumerate(skips) if s == r] for r in SKIP_REASONS if counts[r]}
         for i, reason in enumerate(skips):
-            if reason:
-                skipped_ids.setdefault(reason, []).append(ids[i])
-        for i in (i for i, r in enumerate(skips) if r == "unreadable"):
-            log.warning("%s: skipped unreadable audio %s: %s", split, ids[i], ds[i]["error"])
+            if reason in (*AUDIO_ERROR_REASONS, "silent"):
+                log.warning("%s: skipped %s (%s): %s", split, ids[i], reason, errors[i])
         kept = ds.select([i for i, s in enumerate(skips) if not s]).remove_columns(["skip", "error"])
         texts = kept["text"]
         rate, missing = oov_stats(texts, self.vocab)
@@ -346,7 +383,7 @@ class ASRDataModule(L.LightningDataModule):
         }
         log.info(
             "%s: %d/%d clips kept (%.2f h); skipped %s; out-of-vocabulary characters %.3f%%",
-            split, len(kept), len(raw), seconds / 3600, dict(counts) or "none", 100 * rate,
+            split, len(kept), len(raw), seconds / 3600, {r: counts[r] for r in skipped_ids} or "none", 100 * rate,
         )  # fmt: skip
         if split == "train" and len(kept) == 0:
             raise ValueError(f"no usable training clips in {self.hparams.dataset}: see the skip counts above")
@@ -487,9 +524,12 @@ def _prepare_example(
     min_samples: int,
     max_samples: int,
     conv: tuple[tuple[int, ...], tuple[int, ...]],
+    split: str,
+    on_bad_audio: str,
 ) -> dict:
     tokenizer, fe = _processor_parts(vocab_json, fe_json)
-    text = normalize_text(example[text_column] or "", chars_to_ignore)
+    raw_text = example[text_column] or ""
+    text = normalize_text(raw_text, chars_to_ignore)
     out = {
         "id": example["_id"],
         "text": text,
@@ -499,13 +539,27 @@ def _prepare_example(
         "skip": "",
         "error": "",
     }
-    if not text:
-        return out | {"skip": "empty_text"}
+    # The audio is read even under an empty transcript, so that every broken file is reported (or fails).
     try:
         audio = load_audio(audio_source(example[audio_column]), fe.sampling_rate)  # (samples,)
     except AudioError as err:
-        return out | {"skip": "unreadable", "error": str(err)}
+        if on_bad_audio == "error":
+            raise AudioError(
+                f"{split} clip {example['_id']}: {err} ({err.reason}); data.on_bad_audio=skip skips such clips instead",
+                reason=err.reason,
+            ) from err
+        return out | {"skip": err.reason, "error": str(err)}
     out["input_length"] = len(audio)
+    peak = float(np.abs(audio).max())
+    if text and peak < SILENCE_PEAK:
+        return out | {"skip": "silent", "error": f"digital silence (peak |x| = {peak:.1e})"}
+    if not raw_text.strip():
+        return out | {"skip": "empty_text"}
+    if not text:
+        return out | {"skip": "ignored_chars_only"}
+    if split == "train" and not set(text) <= _known_chars(vocab_json):
+        # Evaluation keeps such clips: their reference stays the real text (the report counts the misses).
+        return out | {"skip": "oov_chars"}
     if len(audio) < min_samples:
         return out | {"skip": "too_short"}
     if len(audio) > max_samples:
@@ -521,6 +575,11 @@ def _prepare_example(
 def _processor_parts(vocab_json: str, fe_json: str):
     processor = build_processor(json.loads(vocab_json), json.loads(fe_json))
     return processor.tokenizer, processor.feature_extractor
+
+
+@lru_cache(maxsize=4)
+def _known_chars(vocab_json: str) -> frozenset[str]:
+    return frozenset(vocab_characters(json.loads(vocab_json)))
 
 
 def _audio_paths(ds: Dataset, audio_column: str) -> list[str]:
