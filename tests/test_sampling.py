@@ -236,3 +236,24 @@ def test_small_corpus_batches_stay_tight_and_vary_by_epoch() -> None:
     epoch0 = {tuple(sorted(b)) for b in sampler}
     sampler.set_epoch(1)
     assert {tuple(sorted(b)) for b in sampler} != epoch0
+
+
+# ---------------------------------------------------------------- Lightning epochs and resuming
+
+
+def both_samplers(lengths: list[int]) -> list:
+    return [
+        LengthGroupedBatchSampler(lengths, batch_size=8, shuffle=True, seed=3),
+        DurationBatchSampler(lengths, max_batch_seconds=40, sampling_rate=16000, shuffle=True, seed=3),
+    ]
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_lightning_sets_the_epoch_of_our_batch_samplers(index: int) -> None:
+    """Lightning calls `set_epoch` on `loader.sampler` and `loader.batch_sampler.sampler` only."""
+    from lightning.fabric.utilities.data import _set_sampler_epoch
+    from torch.utils.data import DataLoader
+
+    sampler = both_samplers(make_lengths())[index]
+    _set_sampler_epoch(DataLoader(range(103), batch_sampler=sampler), 3)
+    assert sampler.epoch == 3

@@ -57,6 +57,13 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @property
+    def sampler(self) -> Sampler[list[int]]:
+        # Lightning calls `set_epoch` on `loader.sampler` and `loader.batch_sampler.sampler`, never on the
+        # batch sampler itself (torch's BatchSampler wraps an index sampler): without this, every epoch
+        # would repeat the first epoch's batches
+        return self
+
     def __iter__(self) -> Iterator[list[int]]:
         yield from self._batches()[self.rank :: self.num_replicas]
 
@@ -148,6 +155,13 @@ class DurationBatchSampler(Sampler[list[int]]):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    @property
+    def sampler(self) -> Sampler[list[int]]:
+        # Lightning calls `set_epoch` on `loader.sampler` and `loader.batch_sampler.sampler`, never on the
+        # batch sampler itself (torch's BatchSampler wraps an index sampler): without this, every epoch
+        # would repeat the first epoch's batches
+        return self
 
     def __iter__(self) -> Iterator[list[int]]:
         yield from self._batches()[self.rank :: self.num_replicas]
