@@ -140,6 +140,7 @@ def test_bad_clips_are_skipped_counted_and_named(tmp_path: Path, cache_dir: Path
         {"file_name": "audio/broken.flac", "transcription": "hello", "id": "broken"},
         {"file_name": rows[0]["file_name"], "transcription": " ?! ", "id": "empty"},
         {"file_name": rows[1]["file_name"], "transcription": "a b " * 40, "id": "too-many-labels"},
+        {"file_name": rows[2]["file_name"], "transcription": "None", "id": "NA"},  # pandas would read both as missing
     ]
     write_metadata(folder, rows)
     dm = ASRDataModule(
@@ -158,8 +159,9 @@ def test_bad_clips_are_skipped_counted_and_named(tmp_path: Path, cache_dir: Path
         "ignored_chars_only": ["empty"],
         "unalignable": ["too-many-labels"],
     }
-    assert report["kept"] == 12 and len(dm.splits["train"]) == 12
+    assert report["kept"] == 13 and len(dm.splits["train"]) == 13
     assert "broken.flac" in caplog.text
+    assert dict(zip(dm.splits["train"]["id"], dm.splits["train"]["text"], strict=True))["NA"] == "NONE"
 
 
 # ---------------------------------------------------------------- one corpus with every kind of bad clip

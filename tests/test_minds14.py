@@ -140,3 +140,10 @@ def test_other_language_with_train_vocab(minds14_standin: Path, base_standin: Pa
     train.train(cfg)
     vocab = json.loads((tmp_path / "run" / "vocab.json").read_text())
     assert "잔" in vocab and len(vocab) != len(BASE_VOCAB)
+
+
+def test_unknown_language_config_names_the_available_ones(minds14_standin: Path, base_standin: Path, tmp_path: Path):
+    cfg = minds14_cfg(tmp_path, minds14_standin, base_standin, "data.config=xx-XX")
+    with pytest.raises(ValueError, match=r"data.config='xx-XX' is not a config of .*Available: \['en-US', 'ko-KR'\]"):
+        train.train(cfg)
+    assert not (tmp_path / "run" / "splits.json").exists()

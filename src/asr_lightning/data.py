@@ -247,10 +247,16 @@ class ASRDataModule(L.LightningDataModule):
             if not Path(hp.data_dir).is_dir():
                 raise FileNotFoundError(f"data.data_dir={hp.data_dir} is not a directory (an audiofolder dataset)")
             ds = load_audiofolder(hp.data_dir, hp.audio_column, hp.cache_dir)
-        elif Path(hp.dataset).exists():
-            ds = datasets.load_dataset(hp.dataset, name=hp.config, data_dir=hp.data_dir, cache_dir=hp.cache_dir)
         else:
-            ds = hub.load_dataset(hp.dataset, name=hp.config, revision=hp.revision, cache_dir=hp.cache_dir)
+            try:  # an unknown config fails here, from the dataset's card, before any data is downloaded
+                if Path(hp.dataset).exists():
+                    ds = datasets.load_dataset(hp.dataset, name=hp.config, data_dir=hp.data_dir, cache_dir=hp.cache_dir)
+                else:
+                    ds = hub.load_dataset(hp.dataset, name=hp.config, revision=hp.revision, cache_dir=hp.cache_dir)
+            except ValueError as err:
+                if "BuilderConfig" not in str(err):
+                    raise
+                raise ValueError(f"data.config={hp.config!r} is not a config of {hp.dataset}: {err}") from None
         for split in ds.values():
             missing = {hp.audio_column, hp.text_column, *self.metadata_columns} - set(split.column_names)
             missing |= {c for c in (hp.id_column, hp.group_column) if c} - set(split.column_names)
@@ -458,8 +464,10 @@ def load_audiofolder(data_dir: str | Path, audio_column: str = "audio", cache_di
         found = {"train": top}
     out = {}
     for split, meta in found.items():
+        # csv: every cell as written; pandas would read ids and transcripts such as "NA", "null" or "None" as missing
+        options = {"keep_default_na": False} if meta.suffix == ".csv" else {}
         builder = "csv" if meta.suffix == ".csv" else "json"
-        ds = datasets.load_dataset(builder, data_files={split: str(meta)}, cache_dir=cache_dir)[split]
+        ds = datasets.load_dataset(builder, data_files={split: str(meta)}, cache_dir=cache_dir, **options)[split]
         if "file_name" not in ds.column_names:
             raise KeyError(f"{meta} has no `file_name` column (its columns: {ds.column_names})")
         ds = ds.map(
