@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -23,9 +25,10 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from asr_lightning import provenance
+from asr_lightning import provenance, rundir
 from asr_lightning.analysis import error_analysis, write_analysis
 from asr_lightning.hub import HubUnavailableError
 from asr_lightning.scoring import utterance_records, write_jsonl
@@ -71,26 +74,37 @@ def job_dirname(max_len: int = 100) -> str:
     return name
 
 
+def wandb_resume_id() -> str | None:
+    """The W&B run of this run dir when it is being resumed (None: W&B makes a new id)."""
+    return rundir.wandb_run_id(HydraConfig.get().runtime.output_dir)
+
+
 for _name, _fn in [("mixed_precision", mixed_precision), ("sweep_group", sweep_group), ("run_name", run_name),
-                   ("job_dirname", job_dirname)]:  # fmt: skip
+                   ("job_dirname", job_dirname), ("wandb_resume_id", wandb_resume_id)]:  # fmt: skip
     OmegaConf.register_new_resolver(_name, _fn, replace=True)
 
 
 def train(cfg: DictConfig) -> dict[str, float | str]:
     L.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resume_checkpoint(cfg.ckpt_path, out_dir)
 
+    # everything that can reject the config, before any download
+    check_config(cfg)
     datamodule = hydra.utils.instantiate(cfg.data)
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [hydra.utils.instantiate(lg) for lg in (cfg.get("logger") or {}).values()]
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+
     datamodule.setup()  # the vocab comes from the data (train split or pretrained tokenizer)
     model = hydra.utils.instantiate(
         cfg.model, vocab=datamodule.vocab, feature_extractor=datamodule.feature_extractor.to_dict()
     )
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = [hydra.utils.instantiate(lg) for lg in (cfg.get("logger") or {}).values()]
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved.pop("hydra", None)  # present when composed by the tests
     prov = provenance.collect(Path(__file__).resolve().parent, datamodule.identity, out_dir / "splits.json")
+    if ckpt_path and (out_dir / "provenance.json").exists():  # a resumed run: keep what the first part ran on
+        prov["before_resume"] = json.loads((out_dir / "provenance.json").read_text())
     if trainer.is_global_zero:
         (out_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(resolved))
         (out_dir / "provenance.json").write_text(json.dumps(prov, indent=1))
@@ -98,7 +112,7 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
         lg.log_hyperparams({**resolved, "provenance": prov})
 
     try:
-        metrics = fit_test_export(cfg, trainer, model, datamodule, out_dir)
+        metrics = fit_test_export(cfg, trainer, model, datamodule, out_dir, ckpt_path)
     except BaseException:
         finish_wandb(loggers, failed=True)
         raise
@@ -114,17 +128,25 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
     return metrics
 
 
-def fit_test_export(cfg: DictConfig, trainer: L.Trainer, model, datamodule, out_dir: Path) -> dict:
+def fit_test_export(
+    cfg: DictConfig, trainer: L.Trainer, model, datamodule, out_dir: Path, ckpt_path: str | None
+) -> dict:
     start = time.perf_counter()
     if cfg.train:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics: dict = {k: float(v) for k, v in trainer.callback_metrics.items()}
     metrics["train_time_s"] = round(time.perf_counter() - start, 1)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     metrics["best_checkpoint"] = best
+    ckpt = best or (None if cfg.train else ckpt_path)  # what is scored: the best, or the given checkpoint
 
+    if cfg.validate:
+        val_metrics = trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt)[0]
+        metrics.update({k: float(v) for k, v in val_metrics.items()})
+        if trainer.is_global_zero:
+            rows = utterance_records(model.val_records, datamodule.metadata["validation"])
+            write_jsonl(out_dir / "predictions" / "validation.jsonl", rows)
     if cfg.test:
-        ckpt = best or (None if cfg.train else cfg.ckpt_path)
         test_metrics = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)[0]
         metrics.update({k: float(v) for k, v in test_metrics.items()})
         if trainer.is_global_zero:
@@ -140,11 +162,50 @@ def fit_test_export(cfg: DictConfig, trainer: L.Trainer, model, datamodule, out_
     return metrics
 
 
+def resume_checkpoint(ckpt_path: str | None, out_dir: Path) -> str | None:
+    """`ckpt_path` as Lightning takes it: `last` is this run dir's latest checkpoint (None: a fresh start)."""
+    if ckpt_path != "last":
+        return ckpt_path
+    found = rundir.latest_checkpoint(out_dir)
+    log.info("ckpt_path=last: %s", f"resuming {found}" if found else f"no checkpoint in {out_dir}: a fresh start")
+    return str(found) if found else None
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Reject keys the target classes do not take (typos in config files) and impossible model values.
+
+    Command-line typos are Hydra's (struct mode); the data module checks its values when constructed,
+    the model here because it is built only after the data is loaded.
+    """
+    targets = {"data": cfg.data, "model": cfg.model, "trainer": cfg.trainer}
+    targets |= {f"callbacks.{k}": v for k, v in (cfg.get("callbacks") or {}).items()}
+    targets |= {f"logger.{k}": v for k, v in (cfg.get("logger") or {}).items()}
+    for key, node in targets.items():
+        if node is None or "_target_" not in node:
+            continue
+        params = inspect.signature(hydra.utils.get_class(node._target_)).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            continue
+        for name in node:
+            if name not in params and not name.startswith("_"):
+                close = difflib.get_close_matches(name, params, n=1)
+                hint = f"did you mean {key}.{close[0]}? " if close else ""
+                raise ValueError(
+                    f"{key}.{name} is not an argument of {node._target_}: {hint}its arguments are {sorted(params)}"
+                )
+    model_cls = hydra.utils.get_class(cfg.model._target_)
+    model_cls.check_hparams(**{k: v for k, v in cfg.model.items() if not k.startswith("_")})
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     try:
         with multirun_job() if in_multirun() else contextlib.nullcontext():
             metrics = train(cfg)
+    except SIGTERMException:  # preempted: ExceptionCheckpoint wrote checkpoints/on_exception.ckpt
+        ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "on_exception.ckpt"
+        log.error("stopped by SIGTERM; resume with: python train.py ckpt_path=%s", ckpt)
+        raise SystemExit(143) from None  # 128 + SIGTERM, as if killed: schedulers see a failed job
     except Exception as err:
         if in_multirun():  # record it in the job's dir and let the sweep go on
             record_failure(Path(cfg.paths.output_dir), err)
@@ -195,5 +256,40 @@ def record_failure(out_dir: Path, err: BaseException) -> None:
     log.error("job failed (%s: %s); recorded in %s; the sweep goes on", record["error"], err, out_dir / "failed.json")
 
 
+def resume_argv(argv: list[str]) -> list[str]:
+    """Make `ckpt_path=last` (or a run's own checkpoint) continue that run: same run dir, same overrides.
+
+    `last` picks the newest run under `<paths.log_dir>/<task_name>/runs` with a checkpoint, unless
+    `hydra.run.dir` names one. The run's `.hydra/overrides.yaml` comes first; overrides given now win
+    (e.g. a larger `trainer.max_steps`). Evaluation (`train=false`) and multiruns get a dir of their own.
+    """
+    args = argv[1:]
+    ckpt = next((a.split("=", 1)[1] for a in args if a.startswith("ckpt_path=")), None)
+    if ckpt in (None, "null") or {"-m", "--multirun"} & set(args):
+        return argv
+    from hydra import compose, initialize_config_dir
+
+    try:  # the config this command line makes (where runs go; whether it trains)
+        with initialize_config_dir(str(Path(__file__).resolve().parent / "conf"), version_base="1.3"):
+            cfg = compose("train", overrides=[a for a in args if not a.startswith("hydra.")])
+    except Exception:  # Hydra reports a bad command line itself
+        return argv
+    # (Lightning's DDP launcher passes it quoted)
+    given_dir = next((Path(a.split("=", 1)[1].strip("'\"")) for a in args if a.startswith("hydra.run.dir=")), None)
+    if not cfg.train:
+        return argv
+    if ckpt == "last":
+        run = given_dir or rundir.latest_run(Path(cfg.paths.log_dir) / cfg.task_name / "runs")
+    else:
+        run = given_dir or rundir.run_dir_of(ckpt)
+        args = [f"ckpt_path={Path(ckpt).resolve()}" if a.startswith("ckpt_path=") else a for a in args]
+    if run is None:  # nothing to resume, or a checkpoint from elsewhere: a new run dir
+        return argv
+    merged = rundir.merge_overrides(rundir.run_overrides(run), [a for a in args if not a.startswith("hydra.run.dir=")])
+    print(f"resuming in {run} with overrides: {' '.join(merged)}", file=sys.stderr)
+    return [argv[0], *merged, f"hydra.run.dir={run}"]
+
+
 if __name__ == "__main__":
+    sys.argv = resume_argv(sys.argv)
     main()

@@ -9,6 +9,8 @@ import pytest
 from conftest import ROOT, compose_cfg
 from omegaconf import OmegaConf
 
+import train
+
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 
 
@@ -24,6 +26,7 @@ def test_experiment_composes_and_resolves(experiment: str, tmp_path: Path) -> No
     assert resolved["model"]["_target_"] == "asr_lightning.module.ASRModule"
     assert resolved["callbacks"]["model_checkpoint"]["monitor"] == "val/wer"
     assert resolved["optimized_metric"] == "val/wer_best"
+    train.check_config(cfg)  # every key is an argument of its target, every model value possible
 
 
 def test_bare_config_is_the_minds14_experiment(tmp_path: Path) -> None:
@@ -96,3 +99,49 @@ def test_slurm_launcher_gives_one_task_per_gpu(tmp_path: Path) -> None:
     assert (launcher["partition"], launcher["timeout_min"], launcher["gpus_per_node"]) == ("gpu", 60, 4)
     assert launcher["tasks_per_node"] == 4  # SLURM starts every rank: Lightning never re-runs the script
     assert (cfg.trainer.devices, cfg.trainer.num_nodes, cfg.trainer.strategy) == (4, 1, "ddp")
+
+
+# ---------------------------------------------------------------- config errors, before any download
+
+
+@pytest.fixture
+def no_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
+    def download(*args, **kwargs):
+        raise AssertionError("a download was attempted before the config was checked")
+
+    for name in ("load_dataset", "from_pretrained"):
+        monkeypatch.setattr(f"asr_lightning.hub.{name}", download)
+
+
+@pytest.mark.usefixtures("no_downloads")
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+data.max_batch_second=100", r"data.max_batch_second is not .* did you mean data.max_batch_seconds"),
+        ("+model.learning_rate=1e-4", r"model.learning_rate is not an argument .* its arguments are \[.*'lr'"),
+        ("+trainer.max_step=10", r"trainer.max_step is not an argument .* did you mean trainer.max_steps"),
+        ("model.lr=-0.001", r"model.lr=-0.001 must be > 0"),
+        ("model.mask_time_prob=1.5", r"model.mask_time_prob=1.5 must be a probability in \[0, 1\]"),
+        ("model.attn_implementation=flash", r"model.attn_implementation='flash' must be one of \['sdpa'"),
+        ("model.max_nonfinite_steps=0", r"model.max_nonfinite_steps=0 must be > 0"),
+        ("data.test_fraction=1.0", r"data.test_fraction=1.0 must each be in \[0, 1\)"),
+        ("data.max_batch_seconds=5", r"data.max_batch_seconds=5 is below data.max_duration_s=30"),
+        ("data.on_bad_audio=ignore", r"data.on_bad_audio must be 'skip' or 'error'"),
+    ],
+)
+def test_impossible_config_fails_before_any_download(override: str, message: str, tmp_path: Path) -> None:
+    from hydra.errors import InstantiationException
+
+    cfg = compose_cfg("train", [override], tmp_path)  # the Hub recipe: data and model would be downloaded
+    with pytest.raises((ValueError, InstantiationException), match=message):  # Hydra wraps the data module's
+        train.train(cfg)
+
+
+def test_misspelt_command_line_key_is_rejected_by_hydra() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "train.py", "data.max_batch_second=100"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode != 0
+    assert "Key 'max_batch_second' is not in struct" in proc.stderr and "full_key: data.max_batch_second" in proc.stderr

@@ -40,19 +40,21 @@ def test_folders_expand_recursively(tmp_path: Path) -> None:
 def test_cli_transcribes_and_reports_bad_files(trained_run: Path, tmp_path: Path) -> None:
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF not really a wav")
+    missing = tmp_path / "missing.wav"
     good = sorted((DEMO_DIR / "audio").glob("*.flac"))[:2]
     out = tmp_path / "pred.jsonl"
     proc = subprocess.run(
         [sys.executable, "predict.py", f"ckpt_path={trained_run / 'hf_model'}",
-         f"inputs=[{good[0]},{good[1]},{bad}]", f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"],
+         f"inputs=[{good[0]},{good[1]},{bad},{missing}]", f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = read_jsonl(out)
-    assert [r["path"] for r in rows] == [str(good[0]), str(good[1]), str(bad)]
+    assert [r["path"] for r in rows] == [str(good[0]), str(good[1]), str(bad), str(missing)]
     assert "text" in rows[0] and "text" in rows[1]
-    assert "broken.wav" in rows[2]["error"]
-    assert len(proc.stdout.strip().splitlines()) == 3
+    assert "broken.wav" in rows[2]["error"] and rows[2]["reason"] == "undecodable"
+    assert "missing.wav" in rows[3]["error"] and rows[3]["reason"] == "missing_file"
+    assert len(proc.stdout.strip().splitlines()) == 4
 
 
 def test_cli_fails_when_nothing_can_be_transcribed(trained_run: Path, tmp_path: Path) -> None:

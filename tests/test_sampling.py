@@ -257,3 +257,32 @@ def test_lightning_sets_the_epoch_of_our_batch_samplers(index: int) -> None:
     sampler = both_samplers(make_lengths())[index]
     _set_sampler_epoch(DataLoader(range(103), batch_sampler=sampler), 3)
     assert sampler.epoch == 3
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_resumed_loader_yields_the_rest_of_the_epoch_then_whole_epochs(index: int) -> None:
+    from torch.utils.data import DataLoader
+
+    from asr_lightning.sampling import ResumableDataLoader
+
+    lengths = make_lengths()
+    reference = both_samplers(lengths)[index]
+    reference.set_epoch(2)
+    epoch2 = list(reference)
+    reference.set_epoch(3)
+    epoch3 = list(reference)
+
+    done = {"n": 5}
+    saved = ResumableDataLoader(range(103), batch_sampler=reference, batches_done=lambda: done["n"])
+    reference.set_epoch(2)
+    state = saved.state_dict()
+    assert state == {"epoch": 2, "batches_done": 5}
+
+    fresh = both_samplers(lengths)[index]  # a new process: the sampler is built again
+    loader = ResumableDataLoader(range(103), batch_sampler=fresh, batches_done=lambda: 0, collate_fn=list)
+    loader.load_state_dict(state)
+    assert [list(b) for b in loader] == epoch2[5:]
+    fresh.set_epoch(3)
+    assert [list(b) for b in loader] == epoch3
+    with pytest.raises(TypeError, match="EpochBatchSampler"):
+        ResumableDataLoader(range(4), batch_sampler=DataLoader(range(4), batch_size=2).batch_sampler, batches_done=int)

@@ -109,10 +109,10 @@ def test_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     ok, failed = job_dirs(sweep)
     assert (ok / "metrics.json").exists() and not (ok / "failed.json").exists()
     record = json.loads((failed / "failed.json").read_text())
-    assert record["error"] == "ValueError" and "learning rate" in record["message"]
+    assert record["error"] == "ValueError" and "model.lr=-1 must be > 0" in record["message"]
     assert "model.lr=-1" in record["overrides"] and "Traceback" in record["traceback"]
     result = report.report([sweep], out=tmp_path / "report", plots=False)
-    assert "1 failed" in result["markdown"] and "Invalid learning rate" in result["markdown"]
+    assert "1 failed" in result["markdown"] and "model.lr=-1 must be" in result["markdown"]
 
 
 def test_optuna_search_minimises_val_wer(tmp_path: Path) -> None:

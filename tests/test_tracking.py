@@ -102,9 +102,25 @@ def test_wandb_offline_run_has_metrics_config_and_tables(demo_cfg, tmp_path: Pat
 
 
 @pytest.mark.usefixtures("offline_wandb")
-def test_failed_run_is_finished_as_failed(demo_cfg, tmp_path: Path) -> None:
+def test_failed_run_is_finished_as_failed(demo_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import wandb
 
-    with pytest.raises(ValueError, match="learning rate"):
-        train.train(demo_cfg("logger=wandb", "model.lr=-1"))
+    from asr_lightning.module import ASRModule
+
+    def broken(self, batch, batch_idx):
+        raise RuntimeError("a bug in the training step")
+
+    monkeypatch.setattr(ASRModule, "training_step", broken)
+    with pytest.raises(RuntimeError, match="training step"):
+        train.train(demo_cfg("logger=wandb"))
     assert wandb.run is None and summarize_run(tmp_path / "run")["exit"] == 1
+
+
+@pytest.mark.usefixtures("offline_wandb")
+def test_resumed_run_continues_its_wandb_run(demo_cfg, tmp_path: Path) -> None:
+    every2 = "callbacks.periodic_checkpoint.every_n_train_steps=2"
+    train.train(demo_cfg("logger=wandb", "trainer.max_steps=2", "test=false", every2))
+    metrics = train.train(demo_cfg("logger=wandb", "trainer.max_steps=4", "test=false", every2, "ckpt_path=last"))
+    assert "before_resume" in metrics["provenance"]  # it did resume
+    runs = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and len({r.name.rsplit("-", 1)[1] for r in runs}) == 1  # two parts, one run id

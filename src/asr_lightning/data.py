@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Sampler
 from asr_lightning import hub
 from asr_lightning.audio import AUDIO_ERROR_REASONS, AudioError, audio_source, load_audio
 from asr_lightning.collate import CTCCollator
-from asr_lightning.sampling import DurationBatchSampler, LengthGroupedBatchSampler
+from asr_lightning.sampling import DurationBatchSampler, LengthGroupedBatchSampler, ResumableDataLoader
 from asr_lightning.text import (
     DEFAULT_CHARS_TO_IGNORE,
     build_processor,
@@ -433,14 +433,17 @@ class ASRDataModule(L.LightningDataModule):
                 lengths, batch_size=batch_size, shuffle=shuffle, group_by_length=hp.group_by_length, seed=hp.seed, **ddp
             )
         workers = hp.num_workers
-        return DataLoader(
-            ds,
-            batch_sampler=sampler,
-            collate_fn=self.collator,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-            pin_memory=trainer is not None and trainer.strategy.root_device.type == "cuda",
-        )
+        kwargs = {
+            "batch_sampler": sampler,
+            "collate_fn": self.collator,
+            "num_workers": workers,
+            "persistent_workers": workers > 0,
+            "pin_memory": trainer is not None and trainer.strategy.root_device.type == "cuda",
+        }
+        if shuffle and trainer is not None:  # training: checkpoints record the place in the epoch
+            loop = trainer.fit_loop.epoch_loop
+            return ResumableDataLoader(ds, batches_done=lambda: loop.batch_progress.current.processed, **kwargs)
+        return DataLoader(ds, **kwargs)
 
 
 def load_audiofolder(data_dir: str | Path, audio_column: str = "audio", cache_dir: str | None = None) -> DatasetDict:

@@ -4,20 +4,25 @@
 from __future__ import annotations
 
 import math
+import os
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
-from torchmetrics import MinMetric
+from torchmetrics import MeanMetric, MinMetric
 from torchmetrics.text import CharErrorRate, WordErrorRate
 from transformers import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2Processor, get_linear_schedule_with_warmup
 
 from asr_lightning.data import ctc_output_frames
 from asr_lightning.hub import from_pretrained
 from asr_lightning.text import build_processor, greedy_decode
+
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 
 
 class ASRModule(L.LightningModule):
@@ -46,7 +51,7 @@ class ASRModule(L.LightningModule):
         feat_proj_dropout: dropout after the feature projection.
         final_dropout: dropout before the CTC head.
         attn_implementation: `sdpa`, `eager` or `flash_attention_2`.
-        max_nonfinite_steps: stop (with an error, and a checkpoint by `OnExceptionCheckpoint`) after this
+        max_nonfinite_steps: stop (with an error, and a checkpoint by `rundir.ExceptionCheckpoint`) after this
             many consecutive optimiser steps with non-finite gradients; each one is skipped and counted in
             `train/nonfinite_steps`. fp16's GradScaler skips its own overflow steps and is left to do so.
         optimizer: partial optimizer, completed with the trainable parameters.
@@ -78,6 +83,9 @@ class ASRModule(L.LightningModule):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
     ) -> None:
         super().__init__()
+        self.check_hparams(
+            **{k: v for k, v in locals().items() if k in (*self.PROBABILITIES, *self.POSITIVE, "attn_implementation")}
+        )
         # The optimiser/scheduler factories are Hydra partials: kept out of checkpoints so that these
         # load with `weights_only=True` and without Hydra (the run dir's config records them).
         self.save_hyperparameters(logger=False, ignore=["optimizer", "scheduler"])
@@ -124,12 +132,35 @@ class ASRModule(L.LightningModule):
             enable()
         self.wer = torch.nn.ModuleDict({s: WordErrorRate() for s in ("val", "test")})
         self.cer = torch.nn.ModuleDict({s: CharErrorRate() for s in ("val", "test")})
+        # sums of (loss x clips) and clips, synced once per epoch: under DDP the exact mean over the split
+        self.loss = torch.nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
         self.val_wer_best = MinMetric()
+        self.val_wer_best.persistent(True)  # in checkpoints: a resumed run knows its best WER so far
         # per-utterance (id, reference, hypothesis) of the latest validation / test, complete under DDP
         self.val_records: list[dict[str, str]] = []
         self.test_records: list[dict[str, str]] = []
         self.nonfinite_steps = 0  # skipped optimiser steps, this run
         self._nonfinite_streak = 0
+
+    PROBABILITIES = ("layerdrop", "mask_time_prob", "mask_feature_prob", "hidden_dropout", "activation_dropout",
+                     "attention_dropout", "feat_proj_dropout", "final_dropout")  # fmt: skip
+    POSITIVE = ("lr", "mask_time_length", "mask_feature_length", "max_nonfinite_steps")
+
+    @classmethod
+    def check_hparams(cls, **hparams: Any) -> None:
+        """Fail on impossible values, naming the `model.` key and what it allows (train.py calls this before
+        any download; `__init__` too). Keys not given are not checked."""
+        for key in cls.PROBABILITIES:
+            value = hparams.get(key)
+            if value is not None and not 0 <= value <= 1:
+                raise ValueError(f"model.{key}={value} must be a probability in [0, 1] (or null: the checkpoint's)")
+        for key in cls.POSITIVE:
+            value = hparams.get(key)
+            if value is not None and not value > 0:
+                raise ValueError(f"model.{key}={value} must be > 0")
+        attn = hparams.get("attn_implementation")
+        if attn is not None and attn not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(f"model.attn_implementation={attn!r} must be one of {list(ATTN_IMPLEMENTATIONS)}")
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> ASRModule:
@@ -170,6 +201,17 @@ class ASRModule(L.LightningModule):
             zero_infinity=cfg.ctc_zero_infinity,
         )
 
+    def on_train_batch_start(self, batch: dict[str, Any], batch_idx: int) -> None:
+        # Dropout, layerdrop and SpecAugment (numpy, in transformers) draw from generators seeded by
+        # (seed, rank, epoch, batch), not from the generators' history, so a run resumed mid-epoch draws what
+        # the uninterrupted run drew (fairseq seeds each update the same way).
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        entropy = [seed, self.global_rank, self.current_epoch, batch_idx]
+        step_seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
+        torch.manual_seed(step_seed)
+        np.random.seed(step_seed)
+        random.seed(step_seed)
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self.ctc_loss(self(batch), batch)
         self.log("train/loss", loss, batch_size=len(batch["ids"]), prog_bar=True)
@@ -207,7 +249,8 @@ class ASRModule(L.LightningModule):
         self.wer[stage].update(hyps, refs)
         self.cer[stage].update(hyps, refs)
         n = len(refs)
-        self.log(f"{stage}/loss", self.ctc_loss(logits, batch), batch_size=n, sync_dist=True)
+        self.loss[stage].update(self.ctc_loss(logits, batch), weight=n)
+        self.log(f"{stage}/loss", self.loss[stage], batch_size=n)
         self.log(f"{stage}/wer", self.wer[stage], batch_size=n, prog_bar=True)
         self.log(f"{stage}/cer", self.cer[stage], batch_size=n)
         records = self.test_records if stage == "test" else self.val_records
@@ -276,6 +319,18 @@ class ASRModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The full architecture, so `from_checkpoint` needs no Hub access for pretrained-based runs.
         checkpoint["hf_config"] = self.model.config.to_dict()
+        checkpoint["nonfinite_steps"] = [self.nonfinite_steps, self._nonfinite_streak]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.nonfinite_steps, self._nonfinite_streak = checkpoint.get("nonfinite_steps", [0, 0])
+
+    def on_fit_start(self) -> None:
+        if self.trainer.ckpt_path:
+            # Lightning #20550: `estimated_stepping_batches` (our scheduler's length) builds the train loader
+            # before the checkpoint's loop state is restored, and fit then keeps that loader without its saved
+            # place in the epoch. Dropped here (after that, before the restore), fit builds it again and
+            # hands it its state: the run resumes mid-epoch exactly.
+            self.trainer.fit_loop._combined_loader = None
 
     def export(self, out_dir: str | Path) -> Path:
         """Write model + processor with `save_pretrained`, loadable by `transformers.pipeline`."""

@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from asr_lightning.analysis import error_analysis
+from asr_lightning.rundir import override_key, run_overrides
 from asr_lightning.stats import paired_bootstrap, summarize
 
 DEFAULT_METRICS = ("test/wer", "test/cer", "val/wer_best", "train_time_s")
 # overrides that never define a setting: seeds are what we average over; the rest only move files or logs
-DEFAULT_IGNORE = ("seed", "hydra.*", "paths.*", "logger", "logger.*", "trainer.enable_progress_bar",
+DEFAULT_IGNORE = ("seed", "ckpt_path", "hydra.*", "paths.*", "logger", "logger.*", "trainer.enable_progress_bar",
                   "trainer.enable_model_summary", "data.num_proc", "data.num_workers", "data.cache_dir")  # fmt: skip
 
 
@@ -54,7 +55,7 @@ def find_runs(paths: Sequence[str | Path]) -> list[Run]:
     for d in sorted(dirs):
         metrics = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").exists() else {}
         failure = json.loads((d / "failed.json").read_text()) if (d / "failed.json").exists() else None
-        overrides = metrics.get("overrides") or (failure or {}).get("overrides") or _hydra_overrides(d)
+        overrides = metrics.get("overrides") or (failure or {}).get("overrides") or run_overrides(d)
         runs.append(Run(d, list(overrides), metrics, failure if not metrics else None))
     return runs
 
@@ -310,23 +311,10 @@ def _metadata_columns(runs: Sequence[Run]) -> list[str]:
     return []
 
 
-def _hydra_overrides(run_dir: Path) -> list[str]:
-    path = run_dir / ".hydra" / "overrides.yaml"
-    if not path.exists():
-        return []
-    from omegaconf import OmegaConf
-
-    return [str(o) for o in OmegaConf.load(path)]
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
 def _ignored(override: str, ignore: Sequence[str]) -> bool:
     from fnmatch import fnmatch
 
-    return any(fnmatch(_key(override), pat) for pat in ignore)
+    return any(fnmatch(override_key(override), pat) for pat in ignore)
 
 
 def _fmt(x: float, metric: str) -> str:

@@ -3,13 +3,76 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
-class LengthGroupedBatchSampler(Sampler[list[int]]):
+class EpochBatchSampler(Sampler[list[int]]):
+    """What both samplers share: an order fixed by seed and epoch, DDP slicing, and resuming mid-epoch.
+
+    Subclasses set `rank`, `num_replicas` and `epoch`, and build all ranks' batches in `_batches()`.
+    """
+
+    rank: int
+    num_replicas: int
+    epoch: int
+    _skip: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def sampler(self) -> EpochBatchSampler:
+        # Lightning calls `set_epoch` on `loader.sampler` and `loader.batch_sampler.sampler`, never on the
+        # batch sampler itself (torch's BatchSampler wraps an index sampler): without this, every epoch
+        # would repeat the first epoch's batches
+        return self
+
+    def resume(self, epoch: int, batches_done: int) -> None:
+        """Make the next pass `epoch`'s batches after the first `batches_done` (of this rank).
+
+        The batches are those of an uninterrupted run: the order depends only on seed and epoch, so a run
+        resumed from a mid-epoch checkpoint sees exactly the batches it had not trained on yet.
+        """
+        self.epoch, self._skip = epoch, batches_done
+
+    def __iter__(self) -> Iterator[list[int]]:
+        skip, self._skip = self._skip, 0  # only the first pass after `resume` starts part-way
+        yield from self._batches()[self.rank :: self.num_replicas][skip:]
+
+    def _batches(self) -> list[list[int]]:
+        raise NotImplementedError
+
+
+class ResumableDataLoader(DataLoader):
+    """A training DataLoader whose place in the epoch goes into Lightning checkpoints.
+
+    Lightning stores `state_dict()` of a training loader that has one and hands it back to `load_state_dict`
+    on resume, before iterating; without it a mid-epoch resume replays the epoch from its first batch.
+
+    Args:
+        batches_done: returns how many of this epoch's batches the loop has trained on (Lightning's
+            `fit_loop.epoch_loop.batch_progress.current.processed`: a batch whose step crashed is redone).
+        *args, **kwargs: `DataLoader`'s, with `batch_sampler` an `EpochBatchSampler`.
+    """
+
+    def __init__(self, *args: Any, batches_done: Callable[[], int], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.batch_sampler, EpochBatchSampler):
+            raise TypeError(f"ResumableDataLoader needs an EpochBatchSampler, got {type(self.batch_sampler)}")
+        self.batches_done = batches_done
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.batch_sampler.epoch, "batches_done": int(self.batches_done())}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self.batch_sampler.resume(state_dict["epoch"], state_dict["batches_done"])
+
+
+class LengthGroupedBatchSampler(EpochBatchSampler):
     """Batches of similar-length examples.
 
     Evaluation (`shuffle=False`): examples sorted longest first, so a batch holds near-equal lengths
@@ -54,19 +117,6 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         self.mega_batch = mega_batch
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    @property
-    def sampler(self) -> Sampler[list[int]]:
-        # Lightning calls `set_epoch` on `loader.sampler` and `loader.batch_sampler.sampler`, never on the
-        # batch sampler itself (torch's BatchSampler wraps an index sampler): without this, every epoch
-        # would repeat the first epoch's batches
-        return self
-
-    def __iter__(self) -> Iterator[list[int]]:
-        yield from self._batches()[self.rank :: self.num_replicas]
-
     def __len__(self) -> int:
         n_batches = -(-len(self.lengths) // self.batch_size)
         if self.shuffle:
@@ -88,7 +138,7 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         return batches[: len(batches) // self.num_replicas * self.num_replicas]
 
 
-class DurationBatchSampler(Sampler[list[int]]):
+class DurationBatchSampler(EpochBatchSampler):
     """Batches filled up to a budget of padded audio seconds, from length buckets.
 
     Examples are split into `num_buckets` length buckets of near-equal count (quantiles), so a batch holds
@@ -152,19 +202,6 @@ class DurationBatchSampler(Sampler[list[int]]):
         edges = np.linspace(0, len(order), self.num_buckets + 1).round().astype(int)
         self.buckets = [order[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
         self._cache: tuple[int, list[list[int]]] | None = None
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    @property
-    def sampler(self) -> Sampler[list[int]]:
-        # Lightning calls `set_epoch` on `loader.sampler` and `loader.batch_sampler.sampler`, never on the
-        # batch sampler itself (torch's BatchSampler wraps an index sampler): without this, every epoch
-        # would repeat the first epoch's batches
-        return self
-
-    def __iter__(self) -> Iterator[list[int]]:
-        yield from self._batches()[self.rank :: self.num_replicas]
 
     def __len__(self) -> int:
         return len(range(self.rank, len(self._batches()), self.num_replicas))

@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import csv
 import random
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
-from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from asr_lightning.analysis import error_analysis
 from asr_lightning.scoring import utterance_records
@@ -78,6 +82,45 @@ class PredictionTables(L.Callback):
 
         x = np.asarray(values, dtype=np.float32)  # normalised to unit variance: rescale to a playable peak
         return wandb.Audio(0.9 * x / max(float(np.abs(x).max()), 1e-6), sample_rate=dm.feature_extractor.sampling_rate)
+
+
+class ResumableCSVLogger(CSVLogger):
+    """Lightning's CSVLogger, except that a resumed run keeps the curve logged before it.
+
+    Lightning's deletes `metrics.csv` when its folder exists. Here the earlier rows stay, up to the first
+    step the resumed run logs (the rows after its checkpoint are logged again, identically).
+    """
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _KeepingWriter(self.log_dir)
+        return self._experiment
+
+
+class _KeepingWriter(ExperimentWriter):
+    def __init__(self, log_dir: str) -> None:
+        path = Path(log_dir) / self.NAME_METRICS_FILE
+        self._earlier: list[dict[str, str]] = []
+        if path.is_file():
+            with path.open(newline="") as f:
+                self._earlier = list(csv.DictReader(f))
+        super().__init__(log_dir)  # deletes the file
+
+    def save(self) -> None:
+        if self._earlier and self.metrics:
+            first = min(int(m["step"]) for m in self.metrics)
+            kept = [r for r in self._earlier if r.get("step") and int(float(r["step"])) < first]
+            self._earlier = []
+            if kept:
+                self.metrics_keys = sorted({k for r in kept for k in r})
+                with open(self.metrics_file_path, "w", newline="") as f:
+                    writer = csv.DictWriter(f, fieldnames=self.metrics_keys)
+                    writer.writeheader()
+                    writer.writerows(kept)
+        super().save()
 
 
 def wandb_logger(loggers: Iterable[Logger]) -> WandbLogger | None:

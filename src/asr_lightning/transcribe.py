@@ -53,7 +53,8 @@ def transcribe(
     """Transcribe files in length-sorted batches; unreadable files get an `error` entry instead of text.
 
     Returns:
-        One dict per file, in input order: `path` and `text` (with `duration_s`), or `path` and `error`.
+        One dict per file, in input order: `path` and `text` (with `duration_s`), or `path`, `error` and
+        `reason` (`missing_file`, `undecodable`, `empty_audio` or `non_finite_audio`).
     """
     fe = processor.feature_extractor
     results: dict[int, dict[str, Any]] = {}
@@ -63,7 +64,7 @@ def transcribe(
             audio[i] = load_audio(f, fe.sampling_rate)
         except AudioError as err:
             log.warning("skipped %s", err)
-            results[i] = {"path": str(f), "error": str(err)}
+            results[i] = {"path": str(f), "error": str(err), "reason": err.reason}
     order = sorted(audio, key=lambda i: -len(audio[i]))  # length-sorted: little padding, batch-size independent
     collate = CTCCollator(return_attention_mask=bool(fe.return_attention_mask), padding_value=fe.padding_value)
     device = next(model.parameters()).device

@@ -1,0 +1,105 @@
+# pytest tests/test_resume.py
+"""Resume: a run stopped by SIGTERM, then killed with SIGKILL, then resumed ends exactly as an uninterrupted one."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import FAST, ROOT, compose_cfg, read_jsonl
+from safetensors.torch import load_file
+
+import train
+from asr_lightning import rundir
+
+# 48 clips: 4 training batches an epoch, so steps 5 and 10 are mid-epoch; a periodic checkpoint every 3 steps
+RUN = [*FAST, "trainer.max_steps=12", "callbacks.periodic_checkpoint.every_n_train_steps=3"]
+KILL = ["+callbacks.kill._target_=kill_switch.KillSwitch"]
+
+
+def run_train(args: list[str], kill_at: int | None = None, signal: str = "SIGKILL") -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "KILL_SIGNAL": signal}
+    env["KILL_AT_STEP"] = str(kill_at if kill_at is not None else -1)
+    return subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def global_step(ckpt: Path) -> int:
+    return torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"]
+
+
+@pytest.mark.slow
+def test_sigterm_then_sigkill_then_resume_ends_as_an_uninterrupted_run(tmp_path: Path, cache_dir: Path) -> None:
+    uninterrupted = tmp_path / "uninterrupted"
+    expected = train.train(compose_cfg("train", [*RUN, f"data.cache_dir={cache_dir}"], uninterrupted))
+
+    logs = tmp_path / "logs"
+    run = logs / "train" / "runs" / "interrupted"
+    common = [*RUN, *KILL, f"data.cache_dir={cache_dir}", f"paths.log_dir={logs}"]
+
+    # preemption: SIGTERM at step 5 (mid-epoch) -> checkpoint, exit status 143, how to resume
+    proc = run_train([*common, f"hydra.run.dir={run}"], kill_at=5, signal="SIGTERM")
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    assert global_step(run / "checkpoints" / "on_exception.ckpt") == 5
+    assert "ckpt_path=" in proc.stderr and not (run / "metrics.json").exists()
+
+    # resumed from step 5 (`last` finds the newest run under paths.log_dir), then killed for real at step 10
+    proc = run_train(["ckpt_path=last", f"paths.log_dir={logs}"], kill_at=10)
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    assert f"resuming in {run}" in proc.stderr
+    assert rundir.latest_checkpoint(run).name == "last.ckpt" and global_step(run / "checkpoints" / "last.ckpt") == 9
+
+    # resumed from step 9, to the end
+    proc = run_train(["ckpt_path=last", f"paths.log_dir={logs}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = json.loads((run / "metrics.json").read_text())
+
+    for key in ("val/wer", "val/cer", "val/loss", "val/wer_best", "test/wer", "test/cer", "test/loss"):
+        assert resumed[key] == expected[key], key
+    assert read_jsonl(run / "predictions" / "test.jsonl") == read_jsonl(uninterrupted / "predictions" / "test.jsonl")
+    weights = load_file(run / "hf_model" / "model.safetensors")
+    for name, value in load_file(uninterrupted / "hf_model" / "model.safetensors").items():
+        assert torch.equal(weights[name], value), name
+
+    # one curve: the rows logged before each interruption are kept, none twice
+    with open(run / "csv" / "metrics.csv", newline="") as f:
+        losses = [int(r["step"]) for r in csv.DictReader(f) if r.get("train/loss")]
+    assert losses == sorted(set(losses)) and losses[0] == 0 and len(losses) == 12
+    assert "before_resume" in json.loads((run / "provenance.json").read_text())
+    assert not (run / "checkpoints" / "on_exception.ckpt").exists()  # a finished run removes it
+
+
+def test_resume_argv_picks_the_newest_run_and_its_overrides(tmp_path: Path) -> None:
+    runs = tmp_path / "logs" / "train" / "runs"
+    for name, overrides in [("old", ["experiment=demo"]), ("new", ["experiment=demo", "trainer.max_steps=7"])]:
+        (runs / name / ".hydra").mkdir(parents=True)
+        (runs / name / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+        (runs / name / "checkpoints").mkdir()
+        (runs / name / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (runs / "newer-but-no-checkpoint").mkdir()
+    os.utime(runs / "old" / "checkpoints" / "last.ckpt", (1, 1))
+
+    logs = f"paths.log_dir={tmp_path / 'logs'}"
+    argv = train.resume_argv(["train.py", "ckpt_path=last", logs, "trainer.max_steps=9"])
+    new = f"hydra.run.dir={runs / 'new'}"
+    assert argv[1:] == ["experiment=demo", "ckpt_path=last", logs, "trainer.max_steps=9", new]
+
+    # a run's own checkpoint: that run; evaluation (train=false) and multiruns get dirs of their own
+    ckpt = runs / "old" / "checkpoints" / "last.ckpt"
+    assert train.resume_argv(["train.py", f"ckpt_path={ckpt}"])[-1] == f"hydra.run.dir={runs / 'old'}"
+    for args in ([f"ckpt_path={ckpt}", "train=false"], ["-m", f"ckpt_path={ckpt}"], ["experiment=demo"]):
+        assert train.resume_argv(["train.py", *args]) == ["train.py", *args]
+
+
+def test_last_with_nothing_to_resume_starts_afresh(tmp_path: Path) -> None:
+    assert train.resume_checkpoint("last", tmp_path) is None
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "on_exception.ckpt").write_bytes(b"")
+    assert train.resume_checkpoint("last", tmp_path) == str(tmp_path / "checkpoints" / "on_exception.ckpt")
