@@ -141,25 +141,27 @@ def fit_test_export(
     ckpt = best or (None if cfg.train else ckpt_path)  # what is scored: the best, or the given checkpoint
 
     if cfg.validate:
-        val_metrics = trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt)[0]
-        metrics.update({k: float(v) for k, v in val_metrics.items()})
-        if trainer.is_global_zero:
-            rows = utterance_records(model.val_records, datamodule.metadata["validation"])
-            write_jsonl(out_dir / "predictions" / "validation.jsonl", rows)
+        metrics |= score(trainer, model, datamodule, "validation", ckpt, out_dir)
     if cfg.test:
-        test_metrics = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)[0]
-        metrics.update({k: float(v) for k, v in test_metrics.items()})
-        if trainer.is_global_zero:
-            rows = utterance_records(model.test_records, datamodule.metadata["test"])
-            write_jsonl(out_dir / "predictions" / "test.jsonl", rows)
-            if rows:  # S/D/I totals, WER per metadata value, frequent confusions
-                write_analysis(error_analysis(rows, datamodule.metadata_columns), out_dir / "analysis", "test")
+        metrics |= score(trainer, model, datamodule, "test", ckpt, out_dir)
     elif best:
         model = type(model).from_checkpoint(best)
 
     if trainer.is_global_zero and not trainer.fast_dev_run:
         metrics["hf_model"] = str(model.export(out_dir / "hf_model"))
     return metrics
+
+
+def score(trainer: L.Trainer, model, datamodule, split: str, ckpt: str | None, out_dir: Path) -> dict[str, float]:
+    """Validate or test `ckpt`; rank 0 writes `predictions/<split>.jsonl` and `analysis/<split>.{json,md}`."""
+    run, records = (trainer.test, "test_records") if split == "test" else (trainer.validate, "val_records")
+    results = {k: float(v) for k, v in run(model, datamodule=datamodule, ckpt_path=ckpt)[0].items()}
+    if trainer.is_global_zero:
+        rows = utterance_records(getattr(model, records), datamodule.metadata[split])
+        write_jsonl(out_dir / "predictions" / f"{split}.jsonl", rows)
+        if rows:  # S/D/I totals, WER per metadata value, frequent confusions
+            write_analysis(error_analysis(rows, datamodule.metadata_columns), out_dir / "analysis", split)
+    return results
 
 
 def resume_checkpoint(ckpt_path: str | None, out_dir: Path) -> str | None:
