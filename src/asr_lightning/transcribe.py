@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import csv
+import glob
+import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +20,8 @@ from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
 from asr_lightning.audio import AUDIO_EXTENSIONS, AudioError, load_audio
 from asr_lightning.collate import CTCCollator
 from asr_lightning.hub import from_pretrained
-from asr_lightning.text import greedy_decode
+from asr_lightning.sampling import DurationBatchSampler
+from asr_lightning.text import greedy_decode, normalize_text
 
 log = logging.getLogger(__name__)
 
@@ -35,48 +40,114 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Wa
     return model.to(device).eval(), processor
 
 
-def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files as given, and folders expanded (recursively) to the audio files inside, sorted."""
-    files: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+MANIFEST_NAMES = ("metadata.csv", "metadata.jsonl")
+# manifest columns, in order of preference: audiofolder (`file_name`), NeMo (`audio_filepath`), generic
+PATH_COLUMNS = ("file_name", "audio_filepath", "path", "audio")
+TEXT_COLUMNS = ("transcription", "text", "sentence", "reference")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One input: an audio file, its id, and its reference transcript when a manifest gives one."""
+
+    path: Path
+    id: str
+    reference: str | None = None
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> list[Utterance]:
+    """Files as given, globs, folders (recursively, audio extensions, sorted) and manifests.
+
+    A manifest is a `metadata.csv`/`.jsonl` (audiofolder: `file_name` relative to the manifest, a transcript
+    column) or any `.jsonl`/`.csv` with a path column (NeMo: `audio_filepath`, `text`); its rows keep the
+    manifest's order and bring their references (and `id`, when there is that column).
+    """
+    out: list[Utterance] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            out += [Utterance(p, str(p)) for p in sorted(p for p in path.rglob("*") if _is_audio(p))]
+        elif path.is_file() and (path.name in MANIFEST_NAMES or path.suffix in (".csv", ".jsonl", ".json")):
+            out += read_manifest(path)
+        elif any(c in str(item) for c in "*?[") and not path.exists():
+            out += [Utterance(Path(p), p) for p in sorted(glob.glob(str(item), recursive=True)) if _is_audio(Path(p))]
         else:
-            files.append(item)
-    return files
+            out.append(Utterance(path, str(path)))  # a missing file gets an error entry, not a silent skip
+    return out
+
+
+def read_manifest(path: str | Path) -> list[Utterance]:
+    """Rows of a CSV or JSON-lines manifest; paths relative to the manifest's folder."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    else:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not rows:
+        return []
+    path_col = next((c for c in PATH_COLUMNS if c in rows[0]), None)
+    if path_col is None:
+        raise KeyError(f"{path}: no audio path column (one of {list(PATH_COLUMNS)}); its columns: {list(rows[0])}")
+    text_col = next((c for c in TEXT_COLUMNS if c in rows[0]), None)
+    out = []
+    for row in rows:
+        audio = path.parent / str(row[path_col])
+        utt_id = str(row["id"]) if row.get("id") not in (None, "") else str(row[path_col])
+        # references normalised as training's (uppercase, punctuation dropped), so that WER compares like with like
+        reference = None if text_col is None else normalize_text(str(row[text_col] or ""))
+        out.append(Utterance(audio, utt_id, reference))
+    return out
 
 
 @torch.inference_mode()
 def transcribe(
-    model: Wav2Vec2ForCTC, processor: Wav2Vec2Processor, files: list[Path], batch_size: int = 8
+    model: Wav2Vec2ForCTC,
+    processor: Wav2Vec2Processor,
+    inputs: Sequence[Utterance | str | Path],
+    batch_size: int = 8,
+    max_batch_seconds: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Transcribe files in length-sorted batches; unreadable files get an `error` entry instead of text.
+    """Transcribe in length-sorted batches; unreadable files get an `error` entry instead of text.
+
+    Args:
+        model: in eval mode, on its device.
+        processor: its feature extractor and tokenizer.
+        inputs: utterances (from `expand_inputs`) or plain paths.
+        batch_size: clips per batch, when `max_batch_seconds` is None.
+        max_batch_seconds: cap each batch at this much padded audio instead (long files get batches of their own).
 
     Returns:
-        One dict per file, in input order: `path` and `text` (with `duration_s`), or `path`, `error` and
-        `reason` (`missing_file`, `undecodable`, `empty_audio` or `non_finite_audio`).
+        One dict per input, in input order: `id`, `path`, `text` and `duration_s` (and `reference` when the
+        input has one), or `id`, `path`, `error` and `reason` (`missing_file`, `undecodable`, `empty_audio`
+        or `non_finite_audio`).
     """
+    utts = [u if isinstance(u, Utterance) else Utterance(Path(u), str(u)) for u in inputs]
     fe = processor.feature_extractor
     results: dict[int, dict[str, Any]] = {}
     audio: dict[int, np.ndarray] = {}
-    for i, f in enumerate(files):
+    for i, u in enumerate(utts):
+        head = {"id": u.id, "path": str(u.path)} | ({} if u.reference is None else {"reference": u.reference})
         try:
-            audio[i] = load_audio(f, fe.sampling_rate)
+            audio[i] = load_audio(u.path, fe.sampling_rate)
         except AudioError as err:
             log.warning("skipped %s", err)
-            results[i] = {"path": str(f), "error": str(err), "reason": err.reason}
-    order = sorted(audio, key=lambda i: -len(audio[i]))  # length-sorted: little padding, batch-size independent
+            results[i] = head | {"error": str(err), "reason": err.reason}
+            continue
+        results[i] = head
+    readable = sorted(audio)
+    if max_batch_seconds is None:
+        order = sorted(readable, key=lambda i: -len(audio[i]))  # length-sorted: little padding
+        batches = list(_chunks(order, batch_size))
+    else:  # longest first, each batch filled up to the padded budget (a clip over it gets its own batch)
+        budget = max(max_batch_seconds, max((len(a) for a in audio.values()), default=0) / fe.sampling_rate)
+        sampler = DurationBatchSampler([len(audio[i]) for i in readable], budget, fe.sampling_rate, shuffle=False)
+        batches = [[readable[j] for j in b] for b in sampler]
     collate = CTCCollator(return_attention_mask=bool(fe.return_attention_mask), padding_value=fe.padding_value)
     device = next(model.parameters()).device
-    for idx in tqdm(
-        list(_chunks(order, batch_size)), desc="transcribe", unit="batch", disable=len(order) <= batch_size
-    ):
+    for idx in tqdm(batches, desc="transcribe", unit="batch", disable=len(batches) <= 1):
         examples = [
-            {
-                "input_values": fe(audio[i], sampling_rate=fe.sampling_rate).input_values[0],
-                "id": i,
-                "text": "",
-            }
+            {"input_values": fe(audio[i], sampling_rate=fe.sampling_rate).input_values[0], "id": i, "text": ""}
             for i in idx
         ]
         batch = collate(examples)
@@ -85,14 +156,14 @@ def transcribe(
             attention_mask=batch["attention_mask"].to(device) if "attention_mask" in batch else None,
         ).logits  # (batch, frames, vocab)
         for i, text in zip(idx, greedy_decode(processor.tokenizer, logits), strict=True):
-            results[i] = {
-                "path": str(files[i]),
-                "text": text,
-                "duration_s": round(len(audio[i]) / fe.sampling_rate, 3),
-            }
-    return [results[i] for i in range(len(files))]
+            results[i] |= {"text": text, "duration_s": round(len(audio[i]) / fe.sampling_rate, 3)}
+    return [results[i] for i in range(len(utts))]
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _is_audio(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS
