@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from asr_lightning.analysis import error_analysis, write_analysis
 from asr_lightning.hub import HubUnavailableError
 from asr_lightning.scoring import utterance_records, write_jsonl
-from asr_lightning.transcribe import expand_inputs, load_model, transcribe
+from asr_lightning.transcribe import dataset_utterances, expand_inputs, load_model, transcribe
 
 log = logging.getLogger("predict")
 FORMATS = ("jsonl", "csv", "txt")
@@ -37,8 +37,10 @@ def predict(cfg: DictConfig) -> list[dict]:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     model, processor = load_model(cfg.ckpt_path, device=device)
     inputs = expand_inputs(cfg.inputs)
+    if cfg.get("data"):  # a split of a training data config: the utterances training's test stage scores
+        inputs += dataset_utterances(hydra.utils.instantiate(cfg.data, output_dir=None), cfg.split)
     if not inputs:
-        raise SystemExit(f"error: no audio files found in inputs={list(cfg.inputs)}")
+        raise SystemExit(f"error: no audio found in inputs={list(cfg.inputs)} (or give data=<config> split=<name>)")
 
     start = time.perf_counter()
     results = transcribe(model, processor, inputs, batch_size=cfg.batch_size, max_batch_seconds=cfg.max_batch_seconds)
@@ -46,7 +48,7 @@ def predict(cfg: DictConfig) -> list[dict]:
     scored = [r for r in results if "text" in r and "reference" in r]
     if scored:  # the same per-utterance fields and analysis as training's test stage
         rows = utterance_records([{**r, "hypothesis": r["text"]} for r in scored])
-        write_analysis(error_analysis(rows, []), output.parent, f"{output.stem}.analysis")
+        write_analysis(error_analysis(rows), output.parent, f"{output.stem}.analysis")  # by every metadata column
         by_id = {r["id"]: {k: v for k, v in r.items() if k != "hypothesis"} for r in rows}
         results = [by_id.get(r["id"], r) if "text" in r else r for r in results]
     for r in results:

@@ -116,3 +116,27 @@ def test_cli_fails_when_nothing_can_be_transcribed(trained_run: Path, tmp_path: 
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode != 0 and "no input could be transcribed" in proc.stderr
+
+
+def test_cli_scores_a_data_config_split_as_the_test_stage_did(trained_run: Path, tmp_path: Path, cache_dir: Path):
+    from conftest import FAST
+
+    data = [o for o in FAST if o.startswith(("experiment", "data."))]
+    data = ["data=demo", *[o for o in data if o.startswith("data.")], f"data.cache_dir={cache_dir}"]
+    out = tmp_path / "test.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "predict.py", f"ckpt_path={trained_run / 'hf_model'}", *data, "split=test",
+         f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    expected = {r["id"]: r for r in read_jsonl(trained_run / "predictions" / "test.jsonl")}
+    got = read_jsonl(out)
+    assert sorted(r["id"] for r in got) == sorted(expected)
+    for r in got:
+        assert (r["text"], r["reference"], r["intent_class"]) == (
+            expected[r["id"]]["hypothesis"],
+            expected[r["id"]]["reference"],
+            expected[r["id"]]["intent_class"],
+        )
+    assert json.loads((tmp_path / "test.analysis.json").read_text())["by_intent_class"]

@@ -8,7 +8,7 @@ import glob
 import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +48,14 @@ TEXT_COLUMNS = ("transcription", "text", "sentence", "reference")
 
 @dataclass(frozen=True)
 class Utterance:
-    """One input: an audio file, its id, and its reference transcript when a manifest gives one."""
+    """One input: an audio file (or decoded audio), its id, and its reference and metadata when known."""
 
-    path: Path
+    path: Path | None
     id: str
     reference: str | None = None
+    audio: np.ndarray | None = field(default=None, repr=False)  # (samples,) at the model's rate, when decoded
+    metadata: dict[str, Any] = field(default_factory=dict)
+    normalized: bool = False  # `audio` is already the feature extractor's output (a data module's split)
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Utterance]:
@@ -74,6 +77,22 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Utterance]:
         else:
             out.append(Utterance(path, str(path)))  # a missing file gets an error entry, not a silent skip
     return out
+
+
+def dataset_utterances(datamodule: Any, split: str) -> list[Utterance]:
+    """A split of an `ASRDataModule` (the `data=` configs), as training's test stage sees it: same split, same
+    filters, same normalised references and metadata."""
+    datamodule.setup()
+    if split not in datamodule.splits:
+        raise KeyError(f"split={split!r} is not one of {list(datamodule.splits)}")
+    ds = datamodule.splits[split].with_format("numpy", columns=["input_values"], output_all_columns=True)
+    meta = datamodule.metadata.get(split, {})
+    return [
+        Utterance(
+            None, row["id"], row["text"], np.asarray(row["input_values"], dtype=np.float32), meta.get(row["id"], {})
+        )
+        for row in ds
+    ]
 
 
 def read_manifest(path: str | Path) -> list[Utterance]:
@@ -127,7 +146,11 @@ def transcribe(
     results: dict[int, dict[str, Any]] = {}
     audio: dict[int, np.ndarray] = {}
     for i, u in enumerate(utts):
-        head = {"id": u.id, "path": str(u.path)} | ({} if u.reference is None else {"reference": u.reference})
+        head = {"id": u.id, "path": None if u.path is None else str(u.path)}
+        head |= ({} if u.reference is None else {"reference": u.reference}) | u.metadata
+        if u.audio is not None:
+            audio[i], results[i] = u.audio, head
+            continue
         try:
             audio[i] = load_audio(u.path, fe.sampling_rate)
         except AudioError as err:
@@ -147,7 +170,7 @@ def transcribe(
     device = next(model.parameters()).device
     for idx in tqdm(batches, desc="transcribe", unit="batch", disable=len(batches) <= 1):
         examples = [
-            {"input_values": fe(audio[i], sampling_rate=fe.sampling_rate).input_values[0], "id": i, "text": ""}
+            {"input_values": audio[i] if utts[i].normalized else _features(fe, audio[i]), "id": i, "text": ""}
             for i in idx
         ]
         batch = collate(examples)
@@ -158,6 +181,10 @@ def transcribe(
         for i, text in zip(idx, greedy_decode(processor.tokenizer, logits), strict=True):
             results[i] |= {"text": text, "duration_s": round(len(audio[i]) / fe.sampling_rate, 3)}
     return [results[i] for i in range(len(utts))]
+
+
+def _features(fe: Any, audio: np.ndarray) -> np.ndarray:
+    return fe(audio, sampling_rate=fe.sampling_rate).input_values[0]  # normalised as the model expects
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
