@@ -1,0 +1,229 @@
+# pytest tests/test_decode.py
+"""Beam search against greedy decoding, hotwords, an ARPA language model written here, and alpha/beta search.
+
+The 12-step demo model mostly predicts blanks, so behaviour is checked on logits built to spell demo
+transcripts with one near-miss character each; the demo model's validation clips check the plumbing.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import DEMO_DIR
+
+from asr_lightning.audio import load_audio
+from asr_lightning.decode import INSTALL_HINT, BeamDecoder, grid_search, write_arpa
+from asr_lightning.text import build_vocab, greedy_decode, make_tokenizer, normalize_text, vocab_characters
+from asr_lightning.transcribe import load_model
+
+HAS_CTC = importlib.util.find_spec("pyctcdecode") is not None
+HAS_LM = HAS_CTC and importlib.util.find_spec("kenlm") is not None
+needs_ctc = pytest.mark.skipif(not HAS_CTC, reason=f"pyctcdecode not installed: {INSTALL_HINT}")
+needs_lm = pytest.mark.skipif(not HAS_LM, reason=f"pyctcdecode/kenlm not installed: {INSTALL_HINT}")
+
+# (reference, the same with one character's runner-up winning): the near-miss is an in-vocabulary word
+# that the context rules out, so only the language model's n-grams can fix it.
+IN_VOCAB_MISSES = [
+    ("MY CARD WAS DECLINED", "MY CARD HAS DECLINED"),
+    ("BUSINESS LOAN RATES", "BUSINESS LOAD RATES"),
+    ("RAISE MY CASH LIMIT", "RAISE ME CASH LIMIT"),
+]
+
+
+@pytest.fixture(scope="module")
+def transcripts() -> list[str]:
+    with (DEMO_DIR / "metadata.csv").open(newline="") as f:
+        return [normalize_text(row["transcription"]) for row in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def vocab(transcripts: list[str]) -> dict[str, int]:
+    return build_vocab(transcripts)
+
+
+@pytest.fixture(scope="module")
+def arpa(transcripts: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_arpa(transcripts, tmp_path_factory.mktemp("lm") / "demo.arpa", order=3)
+
+
+@pytest.fixture(scope="module")
+def demo_validation(trained_run: Path) -> tuple[list[torch.Tensor], list[str], dict[str, int]]:
+    """The demo model's logits (frames, vocab) and the references of its validation clips, and its vocab."""
+    model, processor = load_model(trained_run / "hf_model")
+    ids = json.loads((trained_run / "splits.json").read_text())["validation"]
+    with (DEMO_DIR / "metadata.csv").open(newline="") as f:
+        rows = {row["id"]: row for row in csv.DictReader(f)}
+    fe = processor.feature_extractor
+    logits = []
+    with torch.inference_mode():
+        for i in ids:
+            audio = load_audio(DEMO_DIR / rows[i]["file_name"], fe.sampling_rate)
+            inputs = fe(audio, sampling_rate=fe.sampling_rate, return_tensors="pt").input_values
+            logits.append(model(inputs).logits[0])  # (frames, vocab)
+    return logits, [normalize_text(rows[i]["transcription"]) for i in ids], dict(processor.tokenizer.get_vocab())
+
+
+@needs_ctc
+def test_width_one_beam_is_greedy_decoding(vocab: dict[str, int]) -> None:
+    logits = random_logits(vocab, clips=16, frames=60)
+    greedy = [" ".join(t.split()) for t in greedy_decode(make_tokenizer(vocab), logits)]  # beams collapse "|<pad>|"
+    assert BeamDecoder(vocab, beam_width=1).decode(logits) == greedy
+    assert any(greedy) and len(set(greedy)) == len(greedy)
+
+
+@needs_ctc
+def test_beam_output_is_spelled_from_the_vocab(vocab: dict[str, int]) -> None:
+    texts = BeamDecoder(vocab, beam_width=16).decode(random_logits(vocab, clips=8, frames=80, seed=1))
+    assert all(texts)
+    for text in texts:
+        assert set(text) <= vocab_characters(vocab) and text == " ".join(text.split())
+
+
+@needs_ctc
+def test_lengths_drop_padded_frames(vocab: dict[str, int]) -> None:
+    clips = [spell(vocab, "OPEN A JOINT ACCOUNT"), spell(vocab, "MY NEW ADDRESS")]
+    padded = torch.zeros(2, max(len(c) for c in clips) + 10, len(vocab))  # (batch, frames, vocab)
+    padded[..., vocab["Z"]] = 8.0  # padding that would spell Zs if it were decoded
+    for i, clip in enumerate(clips):
+        padded[i, : len(clip)] = clip
+    decoder = BeamDecoder(vocab, beam_width=8)
+    assert decoder.decode(padded, lengths=[len(c) for c in clips]) == ["OPEN A JOINT ACCOUNT", "MY NEW ADDRESS"]
+    assert decoder.decode(clips) == ["OPEN A JOINT ACCOUNT", "MY NEW ADDRESS"]
+    assert all("Z" in t for t in decoder.decode(padded))
+    assert decoder.decode(padded, lengths=[0, 0]) == ["", ""]
+
+
+@needs_ctc
+def test_demo_model_validation_clips(demo_validation: tuple[list[torch.Tensor], list[str], dict[str, int]]) -> None:
+    logits, _, vocab = demo_validation
+    greedy = [" ".join(greedy_decode(make_tokenizer(vocab), lg[None])[0].split()) for lg in logits]
+    assert BeamDecoder(vocab, beam_width=1).decode(logits) == greedy
+    for text in BeamDecoder(vocab, beam_width=16).decode(logits):
+        assert set(text) <= vocab_characters(vocab)
+
+
+@needs_ctc
+def test_hotwords_pull_a_near_miss_to_the_boosted_word(vocab: dict[str, int]) -> None:
+    logits = [spell(vocab, "RAISE MY CASH LIMIT", near_miss="RAISE MY KASH LIMIT")]
+    assert BeamDecoder(vocab, beam_width=16).decode(logits) == ["RAISE MY KASH LIMIT"]
+    boosted = BeamDecoder(vocab, beam_width=16, hotwords=["cash"], hotword_weight=5.0)  # normalised like transcripts
+    assert boosted.decode(logits) == ["RAISE MY CASH LIMIT"]
+
+
+@needs_lm
+def test_arpa_is_a_normalised_backoff_model(arpa: Path) -> None:
+    import kenlm
+
+    model = kenlm.Model(str(arpa))
+    assert model.order == 3
+    unigrams = arpa.read_text().split("\\1-grams:\n")[1].split("\n\n")[0].splitlines()
+    words = [line.split("\t")[1] for line in unigrams]
+    assert {"<s>", "</s>", "<unk>", "CASH", "DECLINED"} <= set(words)
+    assert all(w == w.upper() for w in words if w not in ("<s>", "</s>", "<unk>"))
+    # every context's next-word distribution sums to one: seen, partly seen and unseen histories
+    for history in ([], ["MY"], ["MY", "CARD"], ["RAISE", "MY"], ["CARD", "MY"], ["ZEBRA"]):
+        state = kenlm.State()
+        model.BeginSentenceWrite(state)
+        for w in history:
+            state, previous = kenlm.State(), state
+            model.BaseScore(previous, w, state)
+        total = sum(10 ** model.BaseScore(state, w, kenlm.State()) for w in words if w != "<s>")
+        assert total == pytest.approx(1.0, abs=1e-4), history
+
+
+@needs_lm
+def test_language_model_restores_out_of_vocabulary_near_misses(vocab: dict[str, int], arpa: Path) -> None:
+    pairs = [
+        ("RAISE MY CASH LIMIT", "RAISE MY KASH LIMIT"),
+        ("MY CARD WAS DECLINED", "MY CARD WAS DECLINEB"),
+        ("OPEN A JOINT ACCOUNT", "OPEN A JOINT ACCOUNF"),
+    ]
+    logits = [spell(vocab, text, near_miss) for text, near_miss in pairs]
+    greedy = [greedy_decode(make_tokenizer(vocab), lg[None])[0] for lg in logits]
+    assert greedy == [near_miss for _, near_miss in pairs]
+    assert BeamDecoder(vocab, beam_width=16, lm_path=arpa, alpha=2.0).decode(logits) == [t for t, _ in pairs]
+
+
+@needs_lm
+def test_grid_search_picks_weights_that_use_the_context(vocab: dict[str, int], arpa: Path) -> None:
+    logits = [spell(vocab, text, near_miss) for text, near_miss in IN_VOCAB_MISSES]
+    references = [text for text, _ in IN_VOCAB_MISSES]
+    decoder = BeamDecoder(vocab, beam_width=16, lm_path=arpa)
+    out = grid_search(decoder, logits, references, alphas=[0.0, 0.5, 2.0], betas=[0.0, 1.0])
+    assert [(r["alpha"], r["beta"]) for r in out["results"]] == [(a, b) for a in (0.0, 0.5, 2.0) for b in (0.0, 1.0)]
+    words = sum(len(t.split()) for t in references)
+    assert [r["wer"] for r in out["results"] if r["alpha"] == 0.0] == pytest.approx([3 / words] * 2)
+    best = out["best"]
+    assert best["wer"] == 0.0 and best == min(out["results"], key=lambda r: (r["wer"], r["alpha"], r["beta"]))
+    assert (decoder.alpha, decoder.beta) == (best["alpha"], best["beta"])
+    assert decoder.decode(logits) == references
+
+
+@needs_lm
+def test_grid_search_on_demo_validation(
+    demo_validation: tuple[list[torch.Tensor], list[str], dict[str, int]], arpa: Path
+) -> None:
+    logits, references, vocab = demo_validation
+    out = grid_search(BeamDecoder(vocab, beam_width=8, lm_path=arpa), logits, references, [0.5, 1.0], [0.0, 2.0])
+    assert len(out["results"]) == 4 and out["best"] in out["results"]
+    assert all(0.0 <= r["wer"] and 0.0 <= r["cer"] for r in out["results"])
+
+
+@needs_ctc
+def test_lm_weights_and_files_are_checked(vocab: dict[str, int], tmp_path: Path) -> None:
+    decoder = BeamDecoder(vocab, beam_width=4)
+    with pytest.raises(ValueError, match="lm_path"):
+        grid_search(decoder, [spell(vocab, "MY CARD")], ["MY CARD"], [0.5], [1.0])
+    if HAS_LM:
+        with pytest.raises(FileNotFoundError, match="missing.arpa"):
+            BeamDecoder(vocab, lm_path=tmp_path / "missing.arpa")
+
+
+@pytest.mark.parametrize("package", ["pyctcdecode", pytest.param("kenlm", marks=needs_ctc)])
+def test_missing_package_names_the_extra(
+    package: str, vocab: dict[str, int], arpa: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, package, None)  # makes `import package` raise ImportError
+    with pytest.raises(ImportError, match=rf"`{package}`.*pip install -e \"\.\[lm\]\""):
+        BeamDecoder(vocab, lm_path=arpa)
+
+
+def spell(vocab: dict[str, int], text: str, near_miss: str | None = None) -> torch.Tensor:
+    """(frames, vocab) logits spelling `text`: each character one peaked frame, then a blank frame.
+
+    Where `near_miss` (as long as `text`) differs, its character narrowly wins the frame: greedy decoding
+    reads `near_miss`, but `text` keeps a close second score.
+    """
+    rows = []
+    for ch, alt in zip(text, near_miss or text, strict=True):
+        row = torch.zeros(len(vocab))
+        row[vocab["|" if ch == " " else ch]] = 8.0
+        if alt != ch:
+            row[vocab["|" if alt == " " else alt]] = 8.5
+        blank = torch.zeros(len(vocab))
+        blank[vocab["<pad>"]] = 8.0
+        rows += [row, blank]
+    return torch.stack(rows)
+
+
+def random_logits(vocab: dict[str, int], clips: int, frames: int, seed: int = 0) -> torch.Tensor:
+    """(clips, frames, vocab) random logits, blank-heavy like a CTC model's.
+
+    Specials other than the blank are far below the rest (a trained model never targets them), except on
+    a few frames where one clearly wins, which greedy decoding reads as a blank.
+    """
+    g = torch.Generator().manual_seed(seed)
+    logits = 4 * torch.randn(clips, frames, len(vocab), generator=g)  # (clips, frames, vocab)
+    logits[..., vocab["<pad>"]] += 3
+    specials = [vocab[t] for t in ("<s>", "</s>", "<unk>")]
+    logits[..., specials] = -30.0
+    winner = torch.randint(0, 10 * len(specials), (clips, frames), generator=g)  # a special wins 10% of frames
+    for k, tok in enumerate(specials):
+        logits[..., tok][winner == k] = 30.0
+    return logits
