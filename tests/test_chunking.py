@@ -11,12 +11,19 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
+from transformers import (
+    Wav2Vec2Config,
+    Wav2Vec2CTCTokenizer,
+    Wav2Vec2FeatureExtractor,
+    Wav2Vec2ForCTC,
+    Wav2Vec2Processor,
+)
 
 from asr_lightning.audio import load_audio
 from asr_lightning.chunking import chunked_logits, word_timestamps
 from asr_lightning.data import ctc_output_frames
-from asr_lightning.text import build_vocab, greedy_decode, load_feature_extractor, make_tokenizer, normalize_text
+from asr_lightning.text import build_vocab, load_feature_extractor, make_tokenizer, normalize_text
+from asr_lightning.transcribe import Utterance, transcribe
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / "data" / "demo"
@@ -202,18 +209,20 @@ def silent_frames(audio: np.ndarray, frames: int, context: int) -> np.ndarray:
 
 def test_long_file_chunked_matches_its_pieces_one_by_one(long_file: dict, fitted_local_model: tuple) -> None:
     model, fe, tok = fitted_local_model
+    processor = Wav2Vec2Processor(feature_extractor=fe, tokenizer=tok)
     audio = long_file["audio"]
     assert 60 <= len(audio) / SR <= 90
     # 12 s chunks with 2 s strides keep 10, 8, 8, ... s: boundaries at 10, 18, 26, ... s, most of them mid-clip
     boundaries = np.arange(10.0, len(audio) / SR, 8.0)
     assert sum(any(s < b < e for s, e in long_file["spans"]) for b in boundaries) >= 4
 
-    chunked = greedy_decode(tok, chunked_logits(model, fe, audio, chunk_s=12.0)[None])[0]
-    one_by_one = [greedy_decode(tok, unchunked(model, fe, p)[None])[0] for p in long_file["pieces"]]
+    # what predict.py does: a file longer than chunk_s is chunked, the pieces (shorter) go in one piece each
+    (chunked,) = transcribe(model, processor, [Utterance(None, "file", audio=audio)], chunk_s=12.0)
+    pieces = [Utterance(None, str(k), audio=piece) for k, piece in enumerate(long_file["pieces"])]
+    one_by_one = [r["text"] for r in transcribe(model, processor, pieces, batch_size=1, chunk_s=12.0)]
     assert all(one_by_one) and sum(map(len, one_by_one)) > 400  # words to lose or double at every boundary
-    # "|", blank, "|" spells two spaces for one word break
-    reference, chunked = " ".join(" ".join(one_by_one).split()), " ".join(chunked.split())
-    assert jiwer.cer(reference, chunked) <= 0.05
+    assert chunked["duration_s"] == round(len(audio) / SR, 3)
+    assert jiwer.cer(" ".join(one_by_one), chunked["text"]) <= 0.05
 
 
 def test_word_timestamps_of_a_long_file(long_file: dict, fitted_local_model: tuple) -> None:
@@ -238,3 +247,10 @@ def test_word_timestamps_of_a_long_file(long_file: dict, fitted_local_model: tup
     ]
     assert [w["word"] for w in words] == [word for word, _, _ in expected]
     np.testing.assert_allclose([(w["start"], w["end"]) for w in words], [e[1:] for e in expected], atol=0.002)
+
+    # predict.py timestamps=true: the same words and times, each with its confidence
+    processor = Wav2Vec2Processor(feature_extractor=fe, tokenizer=tok)
+    (result,) = transcribe(model, processor, [Utterance(None, "file", audio=audio)], chunk_s=12.0, timestamps=True)
+    assert [{k: w[k] for k in ("word", "start", "end")} for w in result["words"]] == words
+    assert all(0 < w["confidence"] <= 1 for w in result["words"]) and 0 < result["confidence"] <= 1
+    assert result["text"] == " ".join(w["word"] for w in words)

@@ -18,7 +18,15 @@ import torch
 from conftest import DEMO_DIR
 
 from asr_lightning.audio import load_audio
-from asr_lightning.decode import INSTALL_HINT, BeamDecoder, grid_search, write_arpa
+from asr_lightning.decode import (
+    INSTALL_HINT,
+    BeamDecoder,
+    GreedyDecoder,
+    confidences,
+    grid_search,
+    plot_grid,
+    write_arpa,
+)
 from asr_lightning.text import build_vocab, greedy_decode, make_tokenizer, normalize_text, vocab_characters
 from asr_lightning.transcribe import load_model
 
@@ -116,6 +124,54 @@ def test_hotwords_pull_a_near_miss_to_the_boosted_word(vocab: dict[str, int]) ->
     assert boosted.decode(logits) == ["RAISE MY CASH LIMIT"]
 
 
+def test_greedy_decoder_words_are_the_spelled_frames(vocab: dict[str, int]) -> None:
+    logits = spell(vocab, "MY CARD")  # one frame per character, each followed by a blank frame
+    text, words = GreedyDecoder(make_tokenizer(vocab)).decode_words([logits])[0]
+    assert text == "MY CARD"
+    # M at frame 0, Y at 2, "|" at 4, C A R D at 6 8 10 12: a word ends past its last character's frame
+    assert words == [("MY", 0, 3), ("CARD", 6, 13)]
+
+
+def test_greedy_decoding_ignores_padding_frames_and_repeated_spaces(vocab: dict[str, int]) -> None:
+    tok = make_tokenizer(vocab)
+    clip = spell(vocab, "A  B")  # "A | <blank> | B": two delimiters for one word break
+    padded = torch.zeros(1, len(clip) + 6, len(vocab))  # (batch, frames, vocab)
+    padded[..., vocab["Z"]] = 8.0  # padding that would spell a Z
+    padded[0, : len(clip)] = clip
+    assert greedy_decode(tok, clip[None]) == ["A B"]
+    assert greedy_decode(tok, padded) == ["A BZ"]
+    assert greedy_decode(tok, padded, lengths=[len(clip)]) == ["A B"]
+    decoder = GreedyDecoder(tok)
+    assert decoder.decode(padded, lengths=[len(clip)]) == decoder.decode([clip]) == ["A B"]
+
+
+def test_confidences_average_the_emitted_characters(vocab: dict[str, int]) -> None:
+    blank = vocab["<pad>"]
+    probs = torch.full((6, len(vocab)), 1e-6)
+    # frames: A (0.9), blank (0.99), B (0.6), blank (0.99), C (0.4, a close call), blank; the rest shared by two
+    best = [("A", 0.9), ("<pad>", 0.99), ("B", 0.6), ("<pad>", 0.99), ("C", 0.4), ("<pad>", 0.99)]
+    for frame, (token, p) in enumerate(best):
+        probs[frame, vocab[token]] = p
+        for other in [t for t in ("<pad>", "Y", "Z") if t != token][:2]:
+            probs[frame, vocab[other]] += (1 - p) / 2
+    logits = probs.log()
+    words = [("AB", 0, 3), ("C", 4, 5)]
+    got = confidences(logits, words, blank)
+    assert got["confidence"] == pytest.approx((0.9 + 0.6 + 0.4) / 3, abs=1e-3)  # blank frames left out
+    assert got["words"] == [pytest.approx(0.75, abs=1e-3), pytest.approx(0.4, abs=1e-3)]
+    assert confidences(logits[:0], [], blank) == {"confidence": None, "words": []}
+    only_blanks = confidences(logits[[1, 3]], [], blank)["confidence"]
+    assert only_blanks == pytest.approx(0.99, abs=1e-3)  # nothing emitted: every frame counts
+
+
+@needs_ctc
+def test_beam_words_have_the_frames_of_greedy_words_on_clean_logits(vocab: dict[str, int]) -> None:
+    clips = [spell(vocab, "OPEN A JOINT ACCOUNT"), spell(vocab, "MY NEW ADDRESS")]
+    greedy = GreedyDecoder(make_tokenizer(vocab)).decode_words(clips)
+    assert BeamDecoder(vocab, beam_width=8).decode_words(clips) == greedy
+    assert [t for t, _ in greedy] == ["OPEN A JOINT ACCOUNT", "MY NEW ADDRESS"]
+
+
 @needs_lm
 def test_arpa_is_a_normalised_backoff_model(arpa: Path) -> None:
     import kenlm
@@ -151,7 +207,7 @@ def test_language_model_restores_out_of_vocabulary_near_misses(vocab: dict[str, 
 
 
 @needs_lm
-def test_grid_search_picks_weights_that_use_the_context(vocab: dict[str, int], arpa: Path) -> None:
+def test_grid_search_picks_weights_that_use_the_context(vocab: dict[str, int], arpa: Path, tmp_path: Path) -> None:
     logits = [spell(vocab, text, near_miss) for text, near_miss in IN_VOCAB_MISSES]
     references = [text for text, _ in IN_VOCAB_MISSES]
     decoder = BeamDecoder(vocab, beam_width=16, lm_path=arpa)
@@ -163,6 +219,7 @@ def test_grid_search_picks_weights_that_use_the_context(vocab: dict[str, int], a
     assert best["wer"] == 0.0 and best == min(out["results"], key=lambda r: (r["wer"], r["alpha"], r["beta"]))
     assert (decoder.alpha, decoder.beta) == (best["alpha"], best["beta"])
     assert decoder.decode(logits) == references
+    assert plot_grid(out, tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @needs_lm

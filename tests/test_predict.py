@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import jiwer
 import pytest
 from conftest import DEMO_DIR, ROOT, read_jsonl
 
@@ -140,3 +142,114 @@ def test_cli_scores_a_data_config_split_as_the_test_stage_did(trained_run: Path,
             expected[r["id"]]["intent_class"],
         )
     assert json.loads((tmp_path / "test.analysis.json").read_text())["by_intent_class"]
+
+
+def test_long_audio_option_leaves_short_clips_exactly_as_they_were(trained_run: Path) -> None:
+    files = sorted((DEMO_DIR / "audio").glob("*.flac"))[:4]
+    model, processor = load_model(trained_run / "hf_model")
+    whole = transcribe(model, processor, files, chunk_s=None)
+    assert transcribe(model, processor, files, chunk_s=30.0) == whole
+    assert all(0 <= r["confidence"] <= 1 for r in whole)
+
+
+def test_timestamps_lie_inside_each_clip(trained_run: Path) -> None:
+    files = sorted((DEMO_DIR / "audio").glob("*.flac"))[:4]
+    model, processor = load_model(trained_run / "hf_model")
+    for r in transcribe(model, processor, files, timestamps=True):
+        assert [w["word"] for w in r["words"]] == r["text"].split()
+        assert all(0 <= w["start"] < w["end"] <= r["duration_s"] for w in r["words"])
+        assert all(a["end"] <= b["start"] for a, b in zip(r["words"], r["words"][1:], strict=False))
+
+
+def test_mixed_precision_runs_and_bad_precision_is_refused(trained_run: Path) -> None:
+    files = sorted((DEMO_DIR / "audio").glob("*.flac"))[:2]
+    model, processor = load_model(trained_run / "hf_model")
+    rows = transcribe(model, processor, files, precision="bf16-mixed")  # autocast; CPU here, GPU in use
+    assert all("text" in r and 0 <= r["confidence"] <= 1 for r in rows)
+    with pytest.raises(ValueError, match="precision='bf16'"):
+        transcribe(model, processor, files, precision="bf16")
+
+
+def run_predict(tmp_path: Path, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "predict.py", *overrides, f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+
+
+def test_hub_model_id_fails_fast_offline(tmp_path: Path) -> None:
+    import os
+    import time
+
+    clip = sorted((DEMO_DIR / "audio").glob("*.flac"))[0]
+    # an empty cache and a Hub endpoint that refuses connections: as on a machine without the Hub
+    env = os.environ | {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"}
+    start = time.perf_counter()
+    proc = run_predict(tmp_path, "ckpt_path=facebook/wav2vec2-base-960h", f"inputs=[{clip}]", env=env)
+    assert proc.returncode != 0 and time.perf_counter() - start < 60
+    assert "facebook/wav2vec2-base-960h" in proc.stderr and "HF_HUB_OFFLINE" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_beam_decoder_without_its_package_says_how_to_install(trained_run: Path, tmp_path: Path) -> None:
+    import os
+
+    blocked = tmp_path / "blocked"
+    (blocked / "pyctcdecode").mkdir(parents=True)
+    (blocked / "pyctcdecode" / "__init__.py").write_text("raise ImportError('not installed')\n")
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")])}
+    clip = sorted((DEMO_DIR / "audio").glob("*.flac"))[0]
+    proc = run_predict(tmp_path, f"ckpt_path={trained_run / 'hf_model'}", f"inputs=[{clip}]", "decoder=beam", env=env)
+    assert proc.returncode != 0 and "pip install --no-deps pyctcdecode" in proc.stderr
+
+
+def test_tuning_the_lm_on_test_is_refused(tmp_path: Path) -> None:
+    proc = run_predict(tmp_path, "ckpt_path=unused", "data=demo", "split=test", "tune_lm=true", "decoder=beam")
+    assert proc.returncode != 0 and "validation split only" in proc.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pyctcdecode") is None, reason="needs the lm extra")
+def test_cli_beam_search_with_timestamps_to_csv(trained_run: Path, tmp_path: Path) -> None:
+    import csv
+
+    files = sorted((DEMO_DIR / "audio").glob("*.flac"))[:3]
+    out = tmp_path / "beam.csv"
+    proc = run_predict(tmp_path, f"ckpt_path={trained_run / 'hf_model'}", f"inputs=[{','.join(map(str, files))}]",
+                       "decoder=beam", "decoder.beam_width=8", "decoder.hotwords=[balance]", "timestamps=true",
+                       f"output={out}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "BeamDecoder decoding" in proc.stderr
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["path"] for r in rows] == list(map(str, files))
+    for r in rows:
+        assert [w["word"] for w in json.loads(r["words"])] == r["text"].split()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("pyctcdecode") is None or importlib.util.find_spec("kenlm") is None,
+    reason="needs the lm extra",
+)
+def test_cli_tunes_lm_weights_on_validation(trained_run: Path, tmp_path: Path, cache_dir: Path) -> None:
+    import csv
+
+    from conftest import FAST
+
+    from asr_lightning.decode import write_arpa
+
+    with open(DEMO_DIR / "metadata.csv", newline="") as f:
+        arpa = write_arpa([r["transcription"] for r in csv.DictReader(f)], tmp_path / "demo.arpa")
+    data = ["data=demo", *[o for o in FAST if o.startswith("data.")], f"data.cache_dir={cache_dir}"]
+    out = tmp_path / "validation.jsonl"
+    proc = run_predict(tmp_path, f"ckpt_path={trained_run / 'hf_model'}", *data, "split=validation", "tune_lm=true",
+                       "decoder=beam", "decoder.beam_width=8", f"decoder.lm_path={arpa}", "lm_grid.alpha=[0,0.5]",
+                       "lm_grid.beta=[0,1,2]", f"output={out}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    grid = json.loads((tmp_path / "validation.lm_grid.json").read_text())
+    assert [(r["alpha"], r["beta"]) for r in grid["results"]] == [(a, b) for a in (0, 0.5) for b in (0, 1, 2)]
+    assert grid["utterances"] == len(json.loads((trained_run / "splits.json").read_text())["validation"])
+    assert (tmp_path / "validation.lm_grid.png").exists()
+    best = grid["best"]
+    assert f"best decoder.alpha={best['alpha']} decoder.beta={best['beta']}" in proc.stderr
+    rows = read_jsonl(out)  # decoded with the best setting: its WER
+    assert jiwer.wer([r["reference"] for r in rows], [r["text"] for r in rows]) == pytest.approx(best["wer"])

@@ -15,6 +15,7 @@ import torch
 from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
 
 from asr_lightning.data import ctc_output_frames
+from asr_lightning.decode import GreedyDecoder
 
 # (start sample, end sample, first kept frame, end kept frame) of a chunk; frames count from the file's start
 Span = tuple[int, int, int, int]
@@ -97,21 +98,8 @@ def word_timestamps(
     Returns:
         One dict per word, in order: `word`, `start` and `end` (seconds, rounded to milliseconds).
     """
-    ids = logits_or_ids.argmax(dim=-1) if logits_or_ids.is_floating_point() else logits_or_ids
-    ids = ids.detach().cpu().clone()  # (frames,)
-    # As `text.greedy_decode`: other specials (`<unk>`, `<s>`, `</s>`) separate repeats but spell nothing.
-    keep = {tokenizer.pad_token_id, tokenizer.word_delimiter_token_id}
-    specials = torch.tensor([i for i in tokenizer.all_special_ids if i not in keep], dtype=ids.dtype)
-    ids[torch.isin(ids, specials)] = tokenizer.pad_token_id
-    offsets = tokenizer.decode(ids.tolist(), output_word_offsets=True).word_offsets
-    return [
-        {
-            "word": w["word"],
-            "start": round(float(w["start_offset"]) * frame_s, 3),
-            "end": round(float(w["end_offset"]) * frame_s, 3),
-        }
-        for w in offsets
-    ]
+    _, words = GreedyDecoder(tokenizer).decode_words(logits_or_ids[None])[0]
+    return [{"word": w, "start": round(a * frame_s, 3), "end": round(b * frame_s, 3)} for w, a, b in words]
 
 
 def _chunk_spans(num_samples: int, total_frames: int, chunk_frames: int, stride_frames: int, hop: int) -> list[Span]:

@@ -1,8 +1,10 @@
 # pytest tests/test_decode.py
-"""Beam-search CTC decoding (pyctcdecode), with hotwords and an optional KenLM n-gram, and tuning its weights.
+"""CTC decoders: greedy, and beam search (pyctcdecode) with hotwords and an optional KenLM n-gram; tuning its weights.
 
-pyctcdecode and kenlm are an optional extra: `pip install -e ".[lm]"`. Greedy decoding (`text.greedy_decode`)
-needs neither.
+Both decoders take a batch of logits with each clip's real frame count, and give transcripts, or transcripts
+with each word's frames (`decode_words`), for word timestamps. They are the `decoder=` configs of predict.py.
+
+pyctcdecode and kenlm are optional (see `INSTALL_HINT`); greedy decoding needs neither.
 """
 
 from __future__ import annotations
@@ -21,13 +23,69 @@ import torch
 from torchmetrics.functional.text import char_error_rate, word_error_rate
 from transformers import Wav2Vec2CTCTokenizer
 
-from asr_lightning.text import DEFAULT_CHARS_TO_IGNORE, make_tokenizer, normalize_text
+from asr_lightning.text import DEFAULT_CHARS_TO_IGNORE, greedy_ids, make_tokenizer, normalize_text
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = 'pip install -e ".[lm]"'
+# pyctcdecode 0.5.0 declares numpy<2 but runs on numpy 2: installed without its dependencies, it leaves numpy as is
+INSTALL_HINT = 'pip install -e ".[lm]" && pip install --no-deps pyctcdecode==0.5.0'
 
 Logits = torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray]
+# a word and its first and past-the-end logit frames
+WordFrames = tuple[str, int, int]
+
+
+class GreedyDecoder:
+    """Greedy CTC decoding (`text.greedy_decode`): the best token of each frame, repeats collapsed, blanks dropped.
+
+    Args:
+        tokenizer: the model's CTC tokenizer.
+    """
+
+    def __init__(self, tokenizer: Wav2Vec2CTCTokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    def decode(self, logits: Logits, lengths: Sequence[int] | None = None) -> list[str]:
+        """One transcript per clip of (batch, frames, vocab) logits, or of one (frames, vocab) array per clip."""
+        return [text for text, _ in self.decode_words(logits, lengths)]
+
+    def decode_words(self, logits: Logits, lengths: Sequence[int] | None = None) -> list[tuple[str, list[WordFrames]]]:
+        """Each clip's transcript and its words' frames (first frame of the first character, past the last's)."""
+        out = []
+        for clip in _clips(logits, lengths):
+            ids = greedy_ids(self.tokenizer, torch.as_tensor(clip)[None])[0]  # (frames,)
+            decoded = self.tokenizer.decode(ids.tolist(), output_word_offsets=True)
+            words = [(w["word"], int(w["start_offset"]), int(w["end_offset"])) for w in decoded.word_offsets]
+            out.append((" ".join(decoded.text.split()), words))
+        return out
+
+
+def confidences(logits: torch.Tensor | np.ndarray, words: Sequence[WordFrames], blank_id: int) -> dict[str, Any]:
+    """How sure the model is of a clip's transcript and of each word, from its frame probabilities.
+
+    A frame's confidence is the probability of its best token. The clip's confidence is their mean over the
+    frames whose best token is not the blank (the characters the greedy path emits; all frames when it emits
+    none), as NeMo's default (`max_prob`, blanks excluded, mean); a word's, the same mean over its frames.
+
+    Args:
+        logits: (frames, vocab) scores of one clip, its real frames only.
+        words: its words' frames, from `decode_words`.
+        blank_id: the blank (pad) token id.
+
+    Returns:
+        `confidence` (the clip's, None for a clip without frames) and `words` (one per word, None without frames).
+    """
+    probs = torch.as_tensor(logits).detach().float().cpu().softmax(-1)  # (frames, vocab)
+    best, ids = probs.max(-1)
+    emits = ids != blank_id
+
+    def mean(a: int, b: int) -> float | None:
+        p, e = best[a:b], emits[a:b]
+        if not len(p):
+            return None
+        return round(float(p[e].mean() if e.any() else p.mean()), 4)
+
+    return {"confidence": mean(0, len(best)), "words": [mean(a, b) for _, a, b in words]}
 
 
 class BeamDecoder:
@@ -107,11 +165,26 @@ class BeamDecoder:
         Returns:
             One uppercase transcript per clip, words separated by single spaces.
         """
+        # a clip without frames spells nothing (pyctcdecode would average an empty array)
+        return [self._decoder.decode(lp, **self._kwargs) if len(lp) else "" for lp in self._log_probs(logits, lengths)]
+
+    def decode_words(self, logits: Logits, lengths: Sequence[int] | None = None) -> list[tuple[str, list[WordFrames]]]:
+        """As `decode`, with the frames of each word of the best beam (first frame, past the last)."""
+        out = []
+        for lp in self._log_probs(logits, lengths):
+            if not len(lp):
+                out.append(("", []))
+                continue
+            text, _, frames, _, _ = self._decoder.decode_beams(lp, **self._kwargs)[0]
+            out.append((text, [(word, int(a), int(b)) for word, (a, b) in frames]))
+        return out
+
+    @property
+    def _kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"beam_width": self.beam_width}
         if self.hotwords:
             kwargs |= {"hotwords": self.hotwords, "hotword_weight": self.hotword_weight}
-        # a clip without frames spells nothing (pyctcdecode would average an empty array)
-        return [self._decoder.decode(lp, **kwargs) if len(lp) else "" for lp in self._log_probs(logits, lengths)]
+        return kwargs
 
     def set_lm_weights(self, alpha: float, beta: float) -> None:
         """Change alpha and beta without reloading the language model."""
@@ -128,13 +201,8 @@ class BeamDecoder:
 
     def _log_probs(self, logits: Logits, lengths: Sequence[int] | None) -> list[np.ndarray]:
         """Per clip (frames, labels) log-probabilities, specials folded into the blank, padding cut off."""
-        clips = list(logits)  # (batch, frames, vocab) -> batch x (frames, vocab)
-        if lengths is not None:
-            if len(lengths) != len(clips):
-                raise ValueError(f"{len(lengths)} lengths for {len(clips)} clips")
-            clips = [c[: int(n)] for c, n in zip(clips, lengths, strict=True)]
         out = []
-        for clip in clips:
+        for clip in _clips(logits, lengths):
             lp = torch.as_tensor(clip).detach().float().cpu().log_softmax(-1)  # (frames, vocab)
             if lp.ndim != 2 or lp.shape[-1] != len(self._keep) + len(self._silent):
                 raise ValueError(
@@ -191,6 +259,34 @@ def grid_search(
     decoder.set_lm_weights(best["alpha"], best["beta"])
     log.info("best LM weights: alpha=%s beta=%s (val WER %.4f)", best["alpha"], best["beta"], best["wer"])
     return {"results": results, "best": best}
+
+
+def plot_grid(grid: dict[str, Any], path: str | Path) -> Path:
+    """A heatmap of `grid_search`'s WER over alpha (rows) and beta (columns), the best setting in red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    alphas = sorted({r["alpha"] for r in grid["results"]})
+    betas = sorted({r["beta"] for r in grid["results"]})
+    wer = {(r["alpha"], r["beta"]): r["wer"] for r in grid["results"]}
+    best = (grid["best"]["alpha"], grid["best"]["beta"])
+    fig, ax = plt.subplots(figsize=(1.5 + 0.8 * len(betas), 1.2 + 0.5 * len(alphas)))
+    image = ax.imshow([[wer[a, b] for b in betas] for a in alphas], cmap="viridis_r", aspect="auto")
+    for y, a in enumerate(alphas):
+        for x, b in enumerate(betas):
+            style = {"color": "red", "weight": "bold"} if (a, b) == best else {"color": "white"}
+            ax.text(x, y, f"{wer[a, b]:.3f}", ha="center", va="center", fontsize=8, **style)
+    ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas])
+    ax.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+    ax.set(xlabel="beta (word bonus)", ylabel="alpha (LM weight)", title=f"WER on {grid.get('utterances', '?')} clips")
+    fig.colorbar(image, ax=ax, label="WER")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def write_arpa(
@@ -265,6 +361,16 @@ def write_arpa(
     lines.append("\\end\\")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def _clips(logits: Logits, lengths: Sequence[int] | None) -> list[torch.Tensor | np.ndarray]:
+    """(batch, frames, vocab) -> batch x (frames, vocab), each cut to its real frame count."""
+    clips = list(logits)
+    if lengths is None:
+        return clips
+    if len(lengths) != len(clips):
+        raise ValueError(f"{len(lengths)} lengths for {len(clips)} clips")
+    return [c[: int(n)] for c, n in zip(clips, lengths, strict=True)]
 
 
 def _require(package: str) -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -187,10 +187,7 @@ class ASRModule(L.LightningModule):
         cfg = self.model.config
         # fp32: in bf16/fp16 the log-softmax and CTC's sums over alignments lose too much precision
         log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # (frames, batch, vocab)
-        frames = [
-            min(ctc_output_frames(n, cfg.conv_kernel, cfg.conv_stride), log_probs.shape[0])
-            for n in batch["num_samples"]
-        ]
+        frames = self.output_frames(batch["num_samples"], log_probs.shape[0])
         return torch.nn.functional.ctc_loss(
             log_probs,
             batch["labels"].clamp(min=0),  # (B, L); padding beyond each label length is never read
@@ -238,13 +235,19 @@ class ASRModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.test_records = self._gather(self.test_records)
 
-    def transcribe_logits(self, logits: torch.Tensor) -> list[str]:
-        """Greedy CTC decoding: argmax per frame, then the tokenizer collapses repeats and blanks."""
-        return greedy_decode(self.processor.tokenizer, logits)
+    def transcribe_logits(self, logits: torch.Tensor, num_samples: Sequence[int] | None = None) -> list[str]:
+        """Greedy CTC decoding of each clip's real frames (`num_samples`: its audio length before padding)."""
+        lengths = None if num_samples is None else self.output_frames(num_samples, logits.shape[1])
+        return greedy_decode(self.processor.tokenizer, logits, lengths)
+
+    def output_frames(self, num_samples: Sequence[int], max_frames: int) -> list[int]:
+        """Each clip's logit frame count, from its audio length."""
+        cfg = self.model.config
+        return [min(ctc_output_frames(int(n), cfg.conv_kernel, cfg.conv_stride), max_frames) for n in num_samples]
 
     def _eval_step(self, stage: str, batch: dict[str, Any]) -> None:
         logits = self(batch)  # (batch, frames, vocab)
-        hyps = self.transcribe_logits(logits)
+        hyps = self.transcribe_logits(logits, batch["num_samples"])
         refs = batch["texts"]
         self.wer[stage].update(hyps, refs)
         self.cer[stage].update(hyps, refs)

@@ -1,5 +1,5 @@
 # python predict.py ckpt_path=<run dir>/hf_model inputs=[clip.wav,some_dir/]
-"""Greedy transcription of audio files with a Lightning checkpoint or an exported `hf_model` directory."""
+"""Transcription of files, manifests and dataset splits: batching, long audio, decoding, timestamps, LM tuning."""
 
 from __future__ import annotations
 
@@ -18,10 +18,15 @@ from tqdm import tqdm
 from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
 
 from asr_lightning.audio import AUDIO_EXTENSIONS, AudioError, load_audio
+from asr_lightning.chunking import chunked_logits
 from asr_lightning.collate import CTCCollator
+from asr_lightning.data import ctc_output_frames
+from asr_lightning.decode import BeamDecoder, GreedyDecoder, confidences, grid_search
 from asr_lightning.hub import from_pretrained
 from asr_lightning.sampling import DurationBatchSampler
-from asr_lightning.text import greedy_decode, normalize_text
+from asr_lightning.text import normalize_text
+
+Decoder = GreedyDecoder | BeamDecoder
 
 log = logging.getLogger(__name__)
 
@@ -119,13 +124,20 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     return out
 
 
-@torch.inference_mode()
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+
+
 def transcribe(
     model: Wav2Vec2ForCTC,
     processor: Wav2Vec2Processor,
     inputs: Sequence[Utterance | str | Path],
     batch_size: int = 8,
     max_batch_seconds: float | None = None,
+    decoder: Decoder | None = None,
+    chunk_s: float | None = None,
+    stride_s: float | None = None,
+    timestamps: bool = False,
+    precision: str = "32",
 ) -> list[dict[str, Any]]:
     """Transcribe in length-sorted batches; unreadable files get an `error` entry instead of text.
 
@@ -133,54 +145,149 @@ def transcribe(
         model: in eval mode, on its device.
         processor: its feature extractor and tokenizer.
         inputs: utterances (from `expand_inputs`) or plain paths.
-        batch_size: clips per batch, when `max_batch_seconds` is None.
+        batch_size: clips per batch, when `max_batch_seconds` is None; chunks per batch of a long file.
         max_batch_seconds: cap each batch at this much padded audio instead (long files get batches of their own).
+        decoder: a `decode.GreedyDecoder` (the default) or `decode.BeamDecoder`.
+        chunk_s, stride_s: audio longer than `chunk_s` seconds is transcribed in overlapping chunks
+            (`chunking.chunked_logits`); None: every file in one piece.
+        timestamps: add each word's `start` and `end` (seconds) and `confidence`.
+        precision: "32", or "bf16-mixed"/"16-mixed" for autocast (on GPU).
 
     Returns:
-        One dict per input, in input order: `id`, `path`, `text` and `duration_s` (and `reference` when the
-        input has one), or `id`, `path`, `error` and `reason` (`missing_file`, `undecodable`, `empty_audio`
-        or `non_finite_audio`).
+        One dict per input, in input order: `id`, `path`, `text`, `duration_s` and `confidence` (and
+        `reference` and metadata when the input has them; `words` with `timestamps`), or `id`, `path`,
+        `error` and `reason` (`missing_file`, `undecodable`, `empty_audio` or `non_finite_audio`).
     """
     utts = [u if isinstance(u, Utterance) else Utterance(Path(u), str(u)) for u in inputs]
-    fe = processor.feature_extractor
+    audio, results = read_inputs(utts, processor.feature_extractor.sampling_rate)
+    decoder = decoder or GreedyDecoder(processor.tokenizer)
+    sr, blank = processor.feature_extractor.sampling_rate, processor.tokenizer.pad_token_id
+    frame_s = model.config.inputs_to_logits_ratio / sr
+    for idx, logits in logits_batches(
+        model, processor, utts, audio, batch_size, max_batch_seconds, chunk_s, stride_s, precision
+    ):
+        decoded = decoder.decode_words(logits) if timestamps else [(t, []) for t in decoder.decode(logits)]
+        for i, clip, (text, words) in zip(idx, logits, decoded, strict=True):
+            conf = confidences(clip, words, blank)
+            results[i] |= {"text": text, "duration_s": round(len(audio[i]) / sr, 3), "confidence": conf["confidence"]}
+            if timestamps:
+                results[i]["words"] = [
+                    {"word": w, "start": round(a * frame_s, 3), "end": round(b * frame_s, 3), "confidence": c}
+                    for (w, a, b), c in zip(words, conf["words"], strict=True)
+                ]
+    return [results[i] for i in range(len(utts))]
+
+
+def tune_lm(
+    model: Wav2Vec2ForCTC,
+    processor: Wav2Vec2Processor,
+    inputs: Sequence[Utterance],
+    decoder: BeamDecoder,
+    alphas: Sequence[float],
+    betas: Sequence[float],
+    **batching: Any,
+) -> dict[str, Any]:
+    """Grid-search the language model's alpha and beta on utterances with references (a validation split).
+
+    The model runs once; each setting only re-decodes. The decoder is left at the best setting.
+
+    Args:
+        model, processor: as for `transcribe`.
+        inputs: the tuning utterances; those without a reference or readable audio are left out.
+        decoder: a beam decoder with a language model.
+        alphas, betas: the grid.
+        batching: `transcribe`'s batch_size, max_batch_seconds, chunk_s, stride_s and precision.
+
+    Returns:
+        `decode.grid_search`'s `results` and `best`, and `utterances`: how many were scored.
+    """
+    utts = [u for u in inputs if u.reference is not None]
+    if not utts:
+        raise ValueError("tuning the language model needs references: a manifest with transcripts, or data=...")
+    audio, _ = read_inputs(utts, processor.feature_extractor.sampling_rate)
+    logits, refs = [], []
+    for idx, batch in logits_batches(model, processor, utts, audio, **batching):
+        logits += batch
+        refs += [utts[i].reference for i in idx]
+    return grid_search(decoder, logits, refs, alphas, betas) | {"utterances": len(refs)}
+
+
+def read_inputs(utts: Sequence[Utterance], sampling_rate: int) -> tuple[dict[int, np.ndarray], dict[int, dict]]:
+    """Each readable input's audio, and every input's result head (id, path, reference, metadata; the
+    error and reason of an unreadable one), by position."""
     results: dict[int, dict[str, Any]] = {}
     audio: dict[int, np.ndarray] = {}
     for i, u in enumerate(utts):
-        head = {"id": u.id, "path": None if u.path is None else str(u.path)}
-        head |= ({} if u.reference is None else {"reference": u.reference}) | u.metadata
+        results[i] = {"id": u.id, "path": None if u.path is None else str(u.path)}
+        results[i] |= ({} if u.reference is None else {"reference": u.reference}) | u.metadata
         if u.audio is not None:
-            audio[i], results[i] = u.audio, head
+            audio[i] = u.audio
             continue
         try:
-            audio[i] = load_audio(u.path, fe.sampling_rate)
+            audio[i] = load_audio(u.path, sampling_rate)
         except AudioError as err:
             log.warning("skipped %s", err)
-            results[i] = head | {"error": str(err), "reason": err.reason}
-            continue
-        results[i] = head
-    readable = sorted(audio)
+            results[i] |= {"error": str(err), "reason": err.reason}
+    return audio, results
+
+
+@torch.inference_mode()
+def logits_batches(
+    model: Wav2Vec2ForCTC,
+    processor: Wav2Vec2Processor,
+    utts: Sequence[Utterance],
+    audio: dict[int, np.ndarray],
+    batch_size: int = 8,
+    max_batch_seconds: float | None = None,
+    chunk_s: float | None = None,
+    stride_s: float | None = None,
+    precision: str = "32",
+) -> Iterator[tuple[list[int], list[torch.Tensor]]]:
+    """The CTC logits of the readable inputs, a batch at a time, with a progress bar.
+
+    Yields:
+        The batch's input positions, and each one's (frames, vocab) float32 logits on the CPU, its real
+        frames only (batch padding cut off), so that its transcript does not depend on its batch.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} must be one of {list(PRECISIONS)}")
+    fe = processor.feature_extractor
+    sr = fe.sampling_rate
+    long = [i for i in sorted(audio) if chunk_s is not None and len(audio[i]) > chunk_s * sr]
+    short = [i for i in sorted(audio) if i not in set(long)]
     if max_batch_seconds is None:
-        order = sorted(readable, key=lambda i: -len(audio[i]))  # length-sorted: little padding
+        order = sorted(short, key=lambda i: -len(audio[i]))  # length-sorted: little padding
         batches = list(_chunks(order, batch_size))
     else:  # longest first, each batch filled up to the padded budget (a clip over it gets its own batch)
-        budget = max(max_batch_seconds, max((len(a) for a in audio.values()), default=0) / fe.sampling_rate)
-        sampler = DurationBatchSampler([len(audio[i]) for i in readable], budget, fe.sampling_rate, shuffle=False)
-        batches = [[readable[j] for j in b] for b in sampler]
+        budget = max(max_batch_seconds, max((len(audio[i]) for i in short), default=0) / sr)
+        sampler = DurationBatchSampler([len(audio[i]) for i in short], budget, sr, shuffle=False)
+        batches = [[short[j] for j in b] for b in sampler]
+    batches += [[i] for i in long]  # a long file is cut into chunks, batched on their own
     collate = CTCCollator(return_attention_mask=bool(fe.return_attention_mask), padding_value=fe.padding_value)
     device = next(model.parameters()).device
-    for idx in tqdm(batches, desc="transcribe", unit="batch", disable=len(batches) <= 1):
-        examples = [
-            {"input_values": audio[i] if utts[i].normalized else _features(fe, audio[i]), "id": i, "text": ""}
-            for i in idx
-        ]
-        batch = collate(examples)
-        logits = model(
-            batch["input_values"].to(device),
-            attention_mask=batch["attention_mask"].to(device) if "attention_mask" in batch else None,
-        ).logits  # (batch, frames, vocab)
-        for i, text in zip(idx, greedy_decode(processor.tokenizer, logits), strict=True):
-            results[i] |= {"text": text, "duration_s": round(len(audio[i]) / fe.sampling_rate, 3)}
-    return [results[i] for i in range(len(utts))]
+    cfg = model.config
+    autocast = torch.autocast(
+        device.type, dtype=torch.bfloat16 if precision == "bf16-mixed" else torch.float16, enabled=precision != "32"
+    )
+    seconds = sum(len(a) for a in audio.values()) / sr
+    with tqdm(total=round(seconds), desc="transcribe", unit="audio s", disable=len(batches) <= 1) as bar, autocast:
+        for idx in batches:
+            if idx[0] in long:
+                clip = audio[idx[0]]
+                yield idx, [chunked_logits(model, fe, clip, chunk_s, stride_s, batch_size).float()]
+            else:
+                examples = [
+                    {"input_values": audio[i] if utts[i].normalized else _features(fe, audio[i]), "id": i, "text": ""}
+                    for i in idx
+                ]
+                batch = collate(examples)
+                logits = model(
+                    batch["input_values"].to(device),
+                    attention_mask=batch["attention_mask"].to(device) if "attention_mask" in batch else None,
+                ).logits  # (batch, frames, vocab)
+                frames = [ctc_output_frames(n, cfg.conv_kernel, cfg.conv_stride) for n in batch["num_samples"]]
+                yield idx, [row[:n].float().cpu() for row, n in zip(logits, frames, strict=True)]
+            bar.update(round(sum(len(audio[i]) for i in idx) / sr))
 
 
 def _features(fe: Any, audio: np.ndarray) -> np.ndarray:
