@@ -11,8 +11,9 @@ from pathlib import Path
 
 import jiwer
 import pytest
-from conftest import DEMO_DIR, ROOT, read_jsonl
+from conftest import DEMO_DIR, ROOT, compose_cfg, read_jsonl
 
+import predict
 from asr_lightning.transcribe import expand_inputs, load_model, transcribe
 
 
@@ -60,7 +61,9 @@ def test_batches_capped_by_seconds_give_the_same_text(trained_run: Path) -> None
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "txt"])
-def test_cli_scores_a_manifest_in_every_format(trained_run: Path, tmp_path: Path, fmt: str) -> None:
+def test_scores_a_manifest_in_every_format(
+    trained_run: Path, tmp_path: Path, fmt: str, caplog: pytest.LogCaptureFixture
+) -> None:
     import csv
 
     with open(DEMO_DIR / "metadata.csv", newline="") as f:
@@ -70,17 +73,13 @@ def test_cli_scores_a_manifest_in_every_format(trained_run: Path, tmp_path: Path
              for r in rows]  # fmt: skip
     manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
     out = tmp_path / f"pred.{fmt}"
-    proc = subprocess.run(
-        [sys.executable, "predict.py", f"ckpt_path={trained_run / 'hf_model'}", f"inputs=[{manifest}]",
-         f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "real-time factor" in proc.stderr and "WER" in proc.stderr
+    with caplog.at_level("INFO"):
+        predict_here(tmp_path, f"ckpt_path={trained_run / 'hf_model'}", f"inputs=[{manifest}]", f"output={out}")
+    assert "real-time factor" in caplog.text and "WER" in caplog.text
     if fmt == "jsonl":
         got = read_jsonl(out)
         assert [r["id"] for r in got] == [r["id"] for r in rows]
-        assert all({"reference", "text", "wer", "cer", "duration_s"} <= set(r) for r in got)
+        assert all({"reference", "text", "wer", "cer", "duration_s", "confidence"} <= set(r) for r in got)
         assert json.loads((tmp_path / "pred.analysis.json").read_text())["totals"]["utterances"] == 5
     elif fmt == "csv":
         with open(out, newline="") as f:
@@ -191,34 +190,35 @@ def test_hub_model_id_fails_fast_offline(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_beam_decoder_without_its_package_says_how_to_install(trained_run: Path, tmp_path: Path) -> None:
-    import os
+def test_beam_decoder_without_its_package_says_how_to_install(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hydra.errors import InstantiationException
 
-    blocked = tmp_path / "blocked"
-    (blocked / "pyctcdecode").mkdir(parents=True)
-    (blocked / "pyctcdecode" / "__init__.py").write_text("raise ImportError('not installed')\n")
-    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")])}
+    monkeypatch.setitem(sys.modules, "pyctcdecode", None)  # as if not installed: importing it raises ImportError
     clip = sorted((DEMO_DIR / "audio").glob("*.flac"))[0]
-    proc = run_predict(tmp_path, f"ckpt_path={trained_run / 'hf_model'}", f"inputs=[{clip}]", "decoder=beam", env=env)
-    assert proc.returncode != 0 and "pip install --no-deps pyctcdecode" in proc.stderr
+    with pytest.raises(InstantiationException, match="pip install --no-deps pyctcdecode"):
+        predict_here(tmp_path, f"ckpt_path={trained_run / 'hf_model'}", f"inputs=[{clip}]", "decoder=beam")
 
 
 def test_tuning_the_lm_on_test_is_refused(tmp_path: Path) -> None:
-    proc = run_predict(tmp_path, "ckpt_path=unused", "data=demo", "split=test", "tune_lm=true", "decoder=beam")
-    assert proc.returncode != 0 and "validation split only" in proc.stderr
+    with pytest.raises(ValueError, match="validation split only"):
+        predict_here(tmp_path, "ckpt_path=unused", "data=demo", "split=test", "tune_lm=true", "decoder=beam")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pyctcdecode") is None, reason="needs the lm extra")
-def test_cli_beam_search_with_timestamps_to_csv(trained_run: Path, tmp_path: Path) -> None:
+def test_beam_search_with_timestamps_to_csv(
+    trained_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import csv
 
     files = sorted((DEMO_DIR / "audio").glob("*.flac"))[:3]
     out = tmp_path / "beam.csv"
-    proc = run_predict(tmp_path, f"ckpt_path={trained_run / 'hf_model'}", f"inputs=[{','.join(map(str, files))}]",
-                       "decoder=beam", "decoder.beam_width=8", "decoder.hotwords=[balance]", "timestamps=true",
-                       f"output={out}")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "BeamDecoder decoding" in proc.stderr
+    with caplog.at_level("INFO"):
+        predict_here(tmp_path, f"ckpt_path={trained_run / 'hf_model'}", f"inputs=[{','.join(map(str, files))}]",
+                     "decoder=beam", "decoder.beam_width=8", "decoder.hotwords=[balance]", "timestamps=true",
+                     f"output={out}")  # fmt: skip
+    assert "BeamDecoder decoding" in caplog.text
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["path"] for r in rows] == list(map(str, files))
@@ -230,7 +230,9 @@ def test_cli_beam_search_with_timestamps_to_csv(trained_run: Path, tmp_path: Pat
     importlib.util.find_spec("pyctcdecode") is None or importlib.util.find_spec("kenlm") is None,
     reason="needs the lm extra",
 )
-def test_cli_tunes_lm_weights_on_validation(trained_run: Path, tmp_path: Path, cache_dir: Path) -> None:
+def test_tunes_lm_weights_on_validation(
+    trained_run: Path, tmp_path: Path, cache_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import csv
 
     from conftest import FAST
@@ -239,17 +241,22 @@ def test_cli_tunes_lm_weights_on_validation(trained_run: Path, tmp_path: Path, c
 
     with open(DEMO_DIR / "metadata.csv", newline="") as f:
         arpa = write_arpa([r["transcription"] for r in csv.DictReader(f)], tmp_path / "demo.arpa")
-    data = ["data=demo", *[o for o in FAST if o.startswith("data.")], f"data.cache_dir={cache_dir}"]
+    data = ["data=demo", *[o for o in FAST if o.startswith("data.")]]
     out = tmp_path / "validation.jsonl"
-    proc = run_predict(tmp_path, f"ckpt_path={trained_run / 'hf_model'}", *data, "split=validation", "tune_lm=true",
-                       "decoder=beam", "decoder.beam_width=8", f"decoder.lm_path={arpa}", "lm_grid.alpha=[0,0.5]",
-                       "lm_grid.beta=[0,1,2]", f"output={out}")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    with caplog.at_level("INFO"):
+        predict_here(tmp_path, f"ckpt_path={trained_run / 'hf_model'}", *data, "split=validation", "tune_lm=true",
+                     "decoder=beam", "decoder.beam_width=8", f"decoder.lm_path={arpa}", "lm_grid.alpha=[0,0.5]",
+                     "lm_grid.beta=[0,1,2]", f"output={out}", cache_dir=cache_dir)  # fmt: skip
     grid = json.loads((tmp_path / "validation.lm_grid.json").read_text())
     assert [(r["alpha"], r["beta"]) for r in grid["results"]] == [(a, b) for a in (0, 0.5) for b in (0, 1, 2)]
     assert grid["utterances"] == len(json.loads((trained_run / "splits.json").read_text())["validation"])
     assert (tmp_path / "validation.lm_grid.png").exists()
     best = grid["best"]
-    assert f"best decoder.alpha={best['alpha']} decoder.beta={best['beta']}" in proc.stderr
+    assert f"best decoder.alpha={best['alpha']} decoder.beta={best['beta']}" in caplog.text
     rows = read_jsonl(out)  # decoded with the best setting: its WER
     assert jiwer.wer([r["reference"] for r in rows], [r["text"] for r in rows]) == pytest.approx(best["wer"])
+
+
+def predict_here(tmp_path: Path, *overrides: str, cache_dir: Path | None = None) -> list[dict]:
+    """predict.py's work in this process (no interpreter start-up), on a config composed as its command line would."""
+    return predict.predict(compose_cfg("predict", list(overrides), tmp_path / "run", cache_dir))
