@@ -84,6 +84,19 @@ def test_greedy_decoding_collapses_repeats_and_blanks() -> None:
     assert module.transcribe_logits(logits) == ["HELLO WORLD"]
 
 
+@torch.inference_mode()
+def test_evaluation_decodes_each_clip_over_its_own_frames() -> None:
+    """A clip's hypothesis is the same alone as padded in a batch: padding frames are not decoded."""
+    module = tiny_module().eval()
+    examples = [{"input_values": torch.randn(n).numpy(), "id": str(n), "text": ""} for n in (16000, 12000)]
+    collate = CTCCollator(return_attention_mask=True)
+    b = collate(examples)  # the 0.75 s clip is padded to 1 s
+    logits = module(b)
+    alone = [module.transcribe_logits(module(collate([e])))[0] for e in examples]
+    assert module.transcribe_logits(logits, b["num_samples"]) == alone
+    assert len(module.transcribe_logits(logits)[1]) > len(alone[1])  # random weights spell on the padding too
+
+
 def test_none_keeps_the_configs_regularisation() -> None:
     module = tiny_module(layerdrop=None, mask_time_prob=0.3)
     assert module.model.config.layerdrop == 0.1 and module.model.config.mask_time_prob == 0.3
