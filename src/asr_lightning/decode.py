@@ -274,9 +274,11 @@ def plot_grid(grid: dict[str, Any], path: str | Path) -> Path:
     best = (grid["best"]["alpha"], grid["best"]["beta"])
     fig, ax = plt.subplots(figsize=(1.5 + 0.8 * len(betas), 1.2 + 0.5 * len(alphas)))
     image = ax.imshow([[wer[a, b] for b in betas] for a in alphas], cmap="viridis_r", aspect="auto")
+    low, high = min(wer.values()), max(wer.values())
     for y, a in enumerate(alphas):
         for x, b in enumerate(betas):
-            style = {"color": "red", "weight": "bold"} if (a, b) == best else {"color": "white"}
+            dark = high > low and (wer[a, b] - low) / (high - low) > 0.5  # viridis_r: high WER is dark
+            style = {"color": "red", "weight": "bold"} if (a, b) == best else {"color": "white" if dark else "black"}
             ax.text(x, y, f"{wer[a, b]:.3f}", ha="center", va="center", fontsize=8, **style)
     ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas])
     ax.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
