@@ -37,11 +37,15 @@ def predict(cfg: DictConfig) -> list[dict]:
     fmt = cfg.format or output.suffix.lstrip(".")
     if fmt not in FORMATS:
         raise ValueError(f"format={fmt!r} (from output={output}) must be one of {list(FORMATS)}: set format=")
-    if cfg.tune_lm and cfg.get("data") and cfg.split != "validation":
-        raise ValueError(
-            f"tune_lm=true with split={cfg.split}: tune the LM weights on the validation split only (split=validation),"
-            " then score test with the best decoder.alpha and decoder.beta; tuning on test would overstate its WER"
-        )
+    if cfg.tune_lm:  # before anything loads
+        if not cfg.decoder.get("lm_path"):
+            raise ValueError("tune_lm=true tunes a language model's weights: give decoder=beam decoder.lm_path=<lm>")
+        if cfg.get("data") and cfg.split != "validation":
+            raise ValueError(
+                f"tune_lm=true with split={cfg.split}: tune the LM weights on the validation split only"
+                " (split=validation), then score test with the best decoder.alpha and decoder.beta; tuning on test"
+                " would overstate its WER"
+            )
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     precision = resolve_precision(str(cfg.precision), device)
     model, processor = load_model(cfg.ckpt_path, device=device)
@@ -59,7 +63,7 @@ def predict(cfg: DictConfig) -> list[dict]:
         "precision": precision,
     }
     if cfg.tune_lm:
-        tune(model, processor, inputs, decoder, cfg, output)
+        tune(model, processor, inputs, decoder, cfg, output, batching)
 
     start = time.perf_counter()
     results = transcribe(model, processor, inputs, decoder=decoder, timestamps=cfg.timestamps, **batching)
@@ -95,17 +99,12 @@ def resolve_precision(precision: str, device: str) -> str:
     return "bf16-mixed" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "32"
 
 
-def tune(model, processor, inputs: list, decoder: BeamDecoder, cfg: DictConfig, output: Path) -> dict:
+def tune(model, processor, inputs: list, decoder: BeamDecoder, cfg: DictConfig, output: Path, batching: dict) -> dict:
     """Grid-search alpha and beta, leave the decoder at the best, and write `<output>.lm_grid.{json,png}`."""
-    if not isinstance(decoder, BeamDecoder) or not decoder.has_lm:
-        raise ValueError("tune_lm=true tunes a language model's weights: give decoder=beam decoder.lm_path=<arpa/bin>")
     if not cfg.get("data"):
         log.warning("tuning the LM weights on %s: it must be held-out validation data, never the test set",
                     list(cfg.inputs))  # fmt: skip
-    batching = {k: cfg[k] for k in ("batch_size", "max_batch_seconds", "chunk_s", "stride_s")}
-    precision = resolve_precision(str(cfg.precision), str(next(model.parameters()).device))
-    grid = tune_lm(model, processor, inputs, decoder, cfg.lm_grid.alpha, cfg.lm_grid.beta, precision=precision,
-                   **batching)  # fmt: skip
+    grid = tune_lm(model, processor, inputs, decoder, cfg.lm_grid.alpha, cfg.lm_grid.beta, **batching)
     path = output.with_suffix(".lm_grid.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(grid, indent=2) + "\n", encoding="utf-8")

@@ -206,9 +206,12 @@ def test_beam_decoder_without_its_package_says_how_to_install(
         predict_here(tmp_path, f"ckpt_path={trained_run / 'hf_model'}", f"inputs=[{clip}]", "decoder=beam")
 
 
-def test_tuning_the_lm_on_test_is_refused(tmp_path: Path) -> None:
+def test_tuning_the_lm_on_test_or_without_an_lm_is_refused_before_loading(tmp_path: Path) -> None:
+    lm = "decoder.lm_path=lm.arpa"  # none of these is read: the checks come first
     with pytest.raises(ValueError, match="validation split only"):
-        predict_here(tmp_path, "ckpt_path=unused", "data=demo", "split=test", "tune_lm=true", "decoder=beam")
+        predict_here(tmp_path, "ckpt_path=unused", "data=demo", "split=test", "tune_lm=true", "decoder=beam", lm)
+    with pytest.raises(ValueError, match="decoder.lm_path"):
+        predict_here(tmp_path, "ckpt_path=unused", "data=demo", "split=validation", "tune_lm=true", "decoder=beam")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pyctcdecode") is None, reason="needs the lm extra")
