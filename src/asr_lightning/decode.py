@@ -47,7 +47,8 @@ class GreedyDecoder:
 
     def decode(self, logits: Logits, lengths: Sequence[int] | None = None) -> list[str]:
         """One transcript per clip of (batch, frames, vocab) logits, or of one (frames, vocab) array per clip."""
-        return [text for text, _ in self.decode_words(logits, lengths)]
+        ids = [greedy_ids(self.tokenizer, torch.as_tensor(clip)[None])[0].tolist() for clip in _clips(logits, lengths)]
+        return [" ".join(text.split()) for text in self.tokenizer.batch_decode(ids)]  # without word offsets
 
     def decode_words(self, logits: Logits, lengths: Sequence[int] | None = None) -> list[tuple[str, list[WordFrames]]]:
         """Each clip's transcript and its words' frames (first frame of the first character, past the last's)."""
