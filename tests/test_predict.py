@@ -183,14 +183,14 @@ def run_predict(tmp_path: Path, *overrides: str, env: dict | None = None) -> sub
 
 def test_hub_model_id_fails_fast_offline(tmp_path: Path) -> None:
     import os
-    import time
 
     clip = sorted((DEMO_DIR / "audio").glob("*.flac"))[0]
     # an empty cache and a Hub endpoint that refuses connections: as on a machine without the Hub
     env = os.environ | {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"}
-    start = time.perf_counter()
     proc = run_predict(tmp_path, "ckpt_path=facebook/wav2vec2-base-960h", f"inputs=[{clip}]", env=env)
-    assert proc.returncode != 0 and time.perf_counter() - start < 60
+    assert proc.returncode != 0
+    # fast: the probe switched the Hub libraries to cache-only mode, so no download was retried (no timing asserted)
+    assert "unreachable" in proc.stderr and "using the local cache only" in proc.stderr
     assert "facebook/wav2vec2-base-960h" in proc.stderr and "HF_HUB_OFFLINE" in proc.stderr
     assert "Traceback" not in proc.stderr
 
