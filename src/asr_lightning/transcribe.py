@@ -253,8 +253,8 @@ def logits_batches(
         raise ValueError(f"precision={precision!r} must be one of {list(PRECISIONS)}")
     fe = processor.feature_extractor
     sr = fe.sampling_rate
-    long = [i for i in sorted(audio) if chunk_s is not None and len(audio[i]) > chunk_s * sr]
-    short = [i for i in sorted(audio) if i not in set(long)]
+    long = {i for i in audio if chunk_s is not None and len(audio[i]) > chunk_s * sr}
+    short = [i for i in sorted(audio) if i not in long]
     if max_batch_seconds is None:
         order = sorted(short, key=lambda i: -len(audio[i]))  # length-sorted: little padding
         batches = list(_chunks(order, batch_size))
@@ -262,7 +262,7 @@ def logits_batches(
         budget = max(max_batch_seconds, max((len(audio[i]) for i in short), default=0) / sr)
         sampler = DurationBatchSampler([len(audio[i]) for i in short], budget, sr, shuffle=False)
         batches = [[short[j] for j in b] for b in sampler]
-    batches += [[i] for i in long]  # a long file is cut into chunks, batched on their own
+    batches += [[i] for i in sorted(long)]  # a long file is cut into chunks, batched on their own
     collate = CTCCollator(return_attention_mask=bool(fe.return_attention_mask), padding_value=fe.padding_value)
     device = next(model.parameters()).device
     cfg = model.config
