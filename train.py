@@ -1,96 +1,41 @@
 # python train.py experiment=demo
-"""Fine-tune, evaluate and export a wav2vec2 CTC model; returns the metric a sweeper optimises."""
+"""Fine-tune, evaluate and export a CTC model; returns the metric a sweeper optimises.
+
+The recipe: seed -> data -> model -> callbacks and loggers -> trainer -> fit -> score -> export -> metrics.
+Launching (resolvers, resume, multirun isolation, the failure policy) is `asr_lightning.launch`.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import difflib
-import hashlib
-import inspect
 import json
 import logging
 import os
-import re
 import sys
 import time
-import traceback
-from collections.abc import Iterator
 from pathlib import Path
 
-os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parent
+os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 
 import hydra
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.types import RunMode
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf, read_write
+from omegaconf import DictConfig, OmegaConf
 
-from asr_lightning import provenance, rundir
+from asr_lightning import launch, provenance
 from asr_lightning.analysis import error_analysis, write_analysis
-from asr_lightning.hub import HubUnavailableError
 from asr_lightning.scoring import utterance_records, write_jsonl
 from asr_lightning.tracking import finish_wandb
 
 log = logging.getLogger("train")
-# the command line as typed: `multirun_job` rewrites sys.argv for each job of a multirun
-LAUNCH_ARGV = list(sys.argv)
-
-
-def mixed_precision() -> str:
-    """bf16 where the GPU has it, fp16 on older GPUs, fp32 on CPU."""
-    if not torch.cuda.is_available():
-        return "32-true"
-    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-
-
-def in_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def sweep_group() -> str | None:
-    """W&B group of a multirun's jobs: the sweep dir's name (None for single runs)."""
-    return f"{HydraConfig.get().job.name}-{Path(HydraConfig.get().sweep.dir).name}" if in_multirun() else None
-
-
-def run_name() -> str:
-    return Path(HydraConfig.get().runtime.output_dir).name
-
-
-def job_dirname(max_len: int = 100) -> str:
-    """A sweep job's dir name: its swept values (e.g. `model.lr=3e-05,seed=2`), not the overrides all jobs share."""
-    hc = HydraConfig.get()
-    try:
-        argv = OverridesParser.create().parse_overrides([a for a in LAUNCH_ARGV[1:] if not a.startswith("-")])
-        shared = {o.key_or_group for o in argv if not o.is_sweep_override()}
-    except Exception:  # an argument the parser rejects: fall back to naming every override
-        shared = set()
-    varying = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") not in shared]
-    name = re.sub(r"[/\\\s'\"]+", "-", ",".join(varying)).strip("-") or "job"
-    if len(name) > max_len:
-        name = f"{name[: max_len - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-    return name
-
-
-def wandb_resume_id() -> str | None:
-    """The W&B run of this run dir when it is being resumed (None: W&B makes a new id)."""
-    return rundir.wandb_run_id(HydraConfig.get().runtime.output_dir)
-
-
-for _name, _fn in [("mixed_precision", mixed_precision), ("sweep_group", sweep_group), ("run_name", run_name),
-                   ("job_dirname", job_dirname), ("wandb_resume_id", wandb_resume_id)]:  # fmt: skip
-    OmegaConf.register_new_resolver(_name, _fn, replace=True)
 
 
 def train(cfg: DictConfig) -> dict[str, float | str]:
     L.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
-    ckpt_path = resume_checkpoint(cfg.ckpt_path, out_dir)
+    ckpt_path = launch.resume_checkpoint(cfg.ckpt_path, out_dir)
 
-    # everything that can reject the config, before any download
-    check_config(cfg)
+    launch.check_config(cfg)  # everything that can reject the config, before any download
     datamodule = hydra.utils.instantiate(cfg.data)
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [hydra.utils.instantiate(lg) for lg in (cfg.get("logger") or {}).values()]
@@ -102,7 +47,7 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
     )
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved.pop("hydra", None)  # present when composed by the tests
-    prov = provenance.collect(Path(__file__).resolve().parent, datamodule.identity, out_dir / "splits.json")
+    prov = provenance.collect(ROOT, datamodule.identity, out_dir / "splits.json")
     if ckpt_path and (out_dir / "provenance.json").exists():  # a resumed run: keep what the first part ran on
         prov["before_resume"] = json.loads((out_dir / "provenance.json").read_text())
     if trainer.is_global_zero:
@@ -164,134 +109,12 @@ def score(trainer: L.Trainer, model, datamodule, split: str, ckpt: str | None, o
     return results
 
 
-def resume_checkpoint(ckpt_path: str | None, out_dir: Path) -> str | None:
-    """`ckpt_path` as Lightning takes it: `last` is this run dir's latest checkpoint (None: a fresh start)."""
-    if ckpt_path != "last":
-        return ckpt_path
-    found = rundir.latest_checkpoint(out_dir)
-    log.info("ckpt_path=last: %s", f"resuming {found}" if found else f"no checkpoint in {out_dir}: a fresh start")
-    return str(found) if found else None
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Reject keys the target classes do not take (typos in config files) and impossible model values.
-
-    Command-line typos are Hydra's (struct mode); the data module checks its values when constructed,
-    the model here because it is built only after the data is loaded.
-    """
-    targets = {"data": cfg.data, "model": cfg.model, "trainer": cfg.trainer}
-    targets |= {f"callbacks.{k}": v for k, v in (cfg.get("callbacks") or {}).items()}
-    targets |= {f"logger.{k}": v for k, v in (cfg.get("logger") or {}).items()}
-    for key, node in targets.items():
-        if node is None or "_target_" not in node:
-            continue
-        params = inspect.signature(hydra.utils.get_class(node._target_)).parameters
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            continue
-        for name in node:
-            if name not in params and not name.startswith("_"):
-                close = difflib.get_close_matches(name, params, n=1)
-                hint = f"did you mean {key}.{close[0]}? " if close else ""
-                raise ValueError(
-                    f"{key}.{name} is not an argument of {node._target_}: {hint}its arguments are {sorted(params)}"
-                )
-    model_cls = hydra.utils.get_class(cfg.model._target_)
-    model_cls.check_hparams(**{k: v for k, v in cfg.model.items() if not k.startswith("_")})
-
-
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    try:
-        with multirun_job() if in_multirun() else contextlib.nullcontext():
-            metrics = train(cfg)
-    except SIGTERMException:  # preempted: ExceptionCheckpoint wrote checkpoints/on_exception.ckpt
-        ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "on_exception.ckpt"
-        log.error("stopped by SIGTERM; resume with: python train.py ckpt_path=%s", ckpt)
-        raise SystemExit(143) from None  # 128 + SIGTERM, as if killed: schedulers see a failed job
-    except Exception as err:
-        if in_multirun():  # record it in the job's dir and let the sweep go on
-            record_failure(Path(cfg.paths.output_dir), err)
-            return float("nan")  # optuna marks the trial failed
-        if isinstance(err, HubUnavailableError):
-            raise SystemExit(f"error: {err}") from None
-        raise
-    value = metrics.get(cfg.optimized_metric)
-    if value is None:
-        log.warning("optimized_metric=%s was not logged (no validation ran?); returning NaN", cfg.optimized_metric)
-        return float("nan")
-    return float(value)
-
-
-@contextlib.contextmanager
-def multirun_job() -> Iterator[None]:
-    """Run one job of a multirun so that DDP works in it and nothing leaks into the next job.
-
-    Lightning starts DDP ranks > 0 by re-running `sys.argv` plus `hydra.run.dir`; in a multirun that is the
-    whole sweep (`-m` and every swept value), so each rank would start the sweep again. Here they re-run
-    this one job, in this job's dir. Afterwards the process group and the launcher's environment variables
-    (LOCAL_RANK, MASTER_PORT, ...) go, or the next job would skip launching its ranks and wait forever.
-    """
-    hc = HydraConfig.get()
-    argv, env = sys.argv, dict(os.environ)
-    sys.argv = [LAUNCH_ARGV[0], *hc.overrides.task]
-    with read_write(hc.run):
-        hc.run.dir = hc.runtime.output_dir
-    try:
-        yield
-    finally:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-        os.environ.clear()
-        os.environ.update(env)
-        sys.argv = argv
-
-
-def record_failure(out_dir: Path, err: BaseException) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    record = {
-        "error": type(err).__name__,
-        "message": str(err),
-        "overrides": list(HydraConfig.get().overrides.task),
-        "traceback": traceback.format_exc(),
-    }
-    (out_dir / "failed.json").write_text(json.dumps(record, indent=1))
-    log.error("job failed (%s: %s); recorded in %s; the sweep goes on", record["error"], err, out_dir / "failed.json")
-
-
-def resume_argv(argv: list[str]) -> list[str]:
-    """Make `ckpt_path=last` (or a run's own checkpoint) continue that run: same run dir, same overrides.
-
-    `last` picks the newest run under `<paths.log_dir>/<task_name>/runs` with a checkpoint, unless
-    `hydra.run.dir` names one. The run's `.hydra/overrides.yaml` comes first; overrides given now win
-    (e.g. a larger `trainer.max_steps`). Evaluation (`train=false`) and multiruns get a dir of their own.
-    """
-    args = argv[1:]
-    ckpt = next((a.split("=", 1)[1] for a in args if a.startswith("ckpt_path=")), None)
-    if ckpt in (None, "null") or {"-m", "--multirun"} & set(args):
-        return argv
-    from hydra import compose, initialize_config_dir
-
-    try:  # the config this command line makes (where runs go; whether it trains)
-        with initialize_config_dir(str(Path(__file__).resolve().parent / "conf"), version_base="1.3"):
-            cfg = compose("train", overrides=[a for a in args if not a.startswith("hydra.")])
-    except Exception:  # Hydra reports a bad command line itself
-        return argv
-    # (Lightning's DDP launcher passes it quoted)
-    given_dir = next((Path(a.split("=", 1)[1].strip("'\"")) for a in args if a.startswith("hydra.run.dir=")), None)
-    if not cfg.train:
-        return argv
-    if ckpt == "last":
-        run = given_dir or rundir.latest_run(Path(cfg.paths.log_dir) / cfg.task_name / "runs")
-    else:
-        run = given_dir or rundir.run_dir_of(ckpt)
-        args = [f"ckpt_path={Path(ckpt).resolve()}" if a.startswith("ckpt_path=") else a for a in args]
-    if run is None:  # nothing to resume, or a checkpoint from elsewhere: a new run dir
-        return argv
-    merged = rundir.merge_overrides(rundir.run_overrides(run), [a for a in args if not a.startswith("hydra.run.dir=")])
-    print(f"resuming in {run} with overrides: {' '.join(merged)}", file=sys.stderr)
-    return [argv[0], *merged, f"hydra.run.dir={run}"]
+    return launch.run_task(train, cfg)
 
 
 if __name__ == "__main__":
-    sys.argv = resume_argv(sys.argv)
+    launch.register_resolvers()
+    sys.argv = launch.resume_argv(sys.argv, ROOT / "conf")
     main()

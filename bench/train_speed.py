@@ -40,7 +40,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from lightning.fabric.utilities.throughput import get_available_flops  # noqa: E402
 from omegaconf import OmegaConf, open_dict  # noqa: E402
 
-import train  # noqa: E402, F401  (registers the config resolvers)
+from asr_lightning import launch  # noqa: E402
 from asr_lightning.data import load_audiofolder  # noqa: E402
 from asr_lightning.throughput import clips_flops, flops_coefficients  # noqa: E402
 from bench.corpus import make_corpus  # noqa: E402
@@ -191,6 +191,7 @@ def run_guide(name: str, work: Path, args: argparse.Namespace) -> tuple[Timing, 
 
 def compose_ours(work: Path, overrides: list[str]):
     GlobalHydra.instance().clear()
+    launch.register_resolvers()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
     with open_dict(cfg):

@@ -1,51 +1,19 @@
 # pytest
-"""Shared fixtures: Hydra configs composed as `train.py` would, on the committed demo corpus."""
+"""Shared fixtures: a datasets cache for the session and a short trained demo run (helpers: `tests/helpers/`)."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers.config import FAST, compose_cfg
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO_DIR = ROOT / "data" / "demo"
-os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+import train
+from asr_lightning import launch
 
-import train  # noqa: E402  (registers the config resolvers)
-
-# Few clips and steps: the suite checks behaviour, not accuracy.
-FAST = [
-    "experiment=demo",
-    "data.max_samples=48",
-    "data.num_proc=1",
-    "data.batch_size=8",
-    "data.eval_batch_size=8",
-    "trainer.max_steps=4",
-    "trainer.check_val_every_n_epoch=1",
-    "trainer.log_every_n_steps=1",
-    "callbacks.progress_bar.refresh_rate=0",
-    "trainer.enable_model_summary=false",
-]
-
-
-def compose_cfg(config_name: str, overrides: list[str], output_dir: Path, cache_dir: Path | None = None) -> DictConfig:
-    """Compose a config like the entry point does, with the run dir set to `output_dir`."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-        if cache_dir is not None and "data" in cfg:
-            cfg.data.cache_dir = str(cache_dir)
-    HydraConfig().set_config(cfg)
-    return cfg
+launch.register_resolvers()
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +38,3 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Pa
     train.train(cfg)
     GlobalHydra.instance().clear()
     return out
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, compose_cfg
+from helpers.config import ROOT, compose_cfg
 from omegaconf import OmegaConf
 
 import train
+from asr_lightning import launch
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 
@@ -26,7 +27,7 @@ def test_experiment_composes_and_resolves(experiment: str, tmp_path: Path) -> No
     assert resolved["model"]["_target_"] == "asr_lightning.module.ASRModule"
     assert resolved["callbacks"]["model_checkpoint"]["monitor"] == "val/wer"
     assert resolved["optimized_metric"] == "val/wer_best"
-    train.check_config(cfg)  # every key is an argument of its target, every model value possible
+    launch.check_config(cfg)  # every key is an argument of its target, every model value possible
 
 
 def test_bare_config_is_the_minds14_experiment(tmp_path: Path) -> None:

@@ -12,15 +12,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, ROOT, compose_cfg, read_jsonl
+from helpers.config import FAST, ROOT, compose_cfg
 from safetensors.torch import load_file
 
 import train
 from asr_lightning import rundir
+from asr_lightning.scoring import read_jsonl
 
 # 48 clips: 4 training batches an epoch, so steps 5 and 10 are mid-epoch; a periodic checkpoint every 3 steps
 RUN = [*FAST, "trainer.max_steps=12", "callbacks.periodic_checkpoint.every_n_train_steps=3"]
-KILL = ["+callbacks.kill._target_=kill_switch.KillSwitch"]
+KILL = ["+callbacks.kill._target_=helpers.kill_switch.KillSwitch"]
 
 
 def run_train(args: list[str], kill_at: int | None = None, signal: str = "SIGKILL") -> subprocess.CompletedProcess:
@@ -74,32 +75,3 @@ def test_sigterm_then_sigkill_then_resume_ends_as_an_uninterrupted_run(tmp_path:
     assert losses == sorted(set(losses)) and losses[0] == 0 and len(losses) == 12
     assert "before_resume" in json.loads((run / "provenance.json").read_text())
     assert not (run / "checkpoints" / "on_exception.ckpt").exists()  # a finished run removes it
-
-
-def test_resume_argv_picks_the_newest_run_and_its_overrides(tmp_path: Path) -> None:
-    runs = tmp_path / "logs" / "train" / "runs"
-    for name, overrides in [("old", ["experiment=demo"]), ("new", ["experiment=demo", "trainer.max_steps=7"])]:
-        (runs / name / ".hydra").mkdir(parents=True)
-        (runs / name / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
-        (runs / name / "checkpoints").mkdir()
-        (runs / name / "checkpoints" / "last.ckpt").write_bytes(b"")
-    (runs / "newer-but-no-checkpoint").mkdir()
-    os.utime(runs / "old" / "checkpoints" / "last.ckpt", (1, 1))
-
-    logs = f"paths.log_dir={tmp_path / 'logs'}"
-    argv = train.resume_argv(["train.py", "ckpt_path=last", logs, "trainer.max_steps=9"])
-    new = f"hydra.run.dir={runs / 'new'}"
-    assert argv[1:] == ["experiment=demo", "ckpt_path=last", logs, "trainer.max_steps=9", new]
-
-    # a run's own checkpoint: that run; evaluation (train=false) and multiruns get dirs of their own
-    ckpt = runs / "old" / "checkpoints" / "last.ckpt"
-    assert train.resume_argv(["train.py", f"ckpt_path={ckpt}"])[-1] == f"hydra.run.dir={runs / 'old'}"
-    for args in ([f"ckpt_path={ckpt}", "train=false"], ["-m", f"ckpt_path={ckpt}"], ["experiment=demo"]):
-        assert train.resume_argv(["train.py", *args]) == ["train.py", *args]
-
-
-def test_last_with_nothing_to_resume_starts_afresh(tmp_path: Path) -> None:
-    assert train.resume_checkpoint("last", tmp_path) is None
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "on_exception.ckpt").write_bytes(b"")
-    assert train.resume_checkpoint("last", tmp_path) == str(tmp_path / "checkpoints" / "on_exception.ckpt")

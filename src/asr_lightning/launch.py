@@ -1,0 +1,227 @@
+# python train.py -m model.lr=1e-5,3e-5 seed=1,2,3   (the machinery around every train.py run)
+"""Hydra launch machinery for the entry points: config resolvers, config checks, resuming, and the failure policy.
+
+The recipes (`train.py`, `predict.py`) stay readable top to bottom; what it takes to launch them well lives here:
+- `register_resolvers()`: the `${mixed_precision:}`, `${job_dirname:}`, ... interpolations of `conf/`;
+- `check_config(cfg)`: typos in config files and impossible model values, before any download;
+- `resume_argv(argv)` and `resume_checkpoint(...)`: `ckpt_path=last` continues a run in its own dir;
+- `run_task(task, cfg)`: multirun job isolation (DDP inside sweeps), failure records, exit codes, the metric
+  a sweeper optimises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import inspect
+import json
+import logging
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf, read_write
+
+from asr_lightning import rundir
+from asr_lightning.hub import HubUnavailableError
+from asr_lightning.precision import resolve_precision
+
+log = logging.getLogger("train")
+# the command line as typed: `multirun_job` rewrites sys.argv for each job of a multirun
+LAUNCH_ARGV = list(sys.argv)
+
+
+def register_resolvers() -> None:
+    """Register the config interpolations of `conf/` (idempotent): call before composing a config."""
+    resolvers: dict[str, Callable[[], str | None]] = {
+        "mixed_precision": resolve_precision,
+        "sweep_group": sweep_group,
+        "run_name": run_name,
+        "job_dirname": job_dirname,
+        "wandb_resume_id": wandb_resume_id,
+    }
+    for name, fn in resolvers.items():
+        OmegaConf.register_new_resolver(name, fn, replace=True)
+
+
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def sweep_group() -> str | None:
+    """W&B group of a multirun's jobs: the sweep dir's name (None for single runs)."""
+    return f"{HydraConfig.get().job.name}-{Path(HydraConfig.get().sweep.dir).name}" if in_multirun() else None
+
+
+def run_name() -> str:
+    return Path(HydraConfig.get().runtime.output_dir).name
+
+
+def job_dirname(max_len: int = 100) -> str:
+    """A sweep job's dir name: its swept values (e.g. `model.lr=3e-05,seed=2`), not the overrides all jobs share."""
+    hc = HydraConfig.get()
+    try:
+        argv = OverridesParser.create().parse_overrides([a for a in LAUNCH_ARGV[1:] if not a.startswith("-")])
+        shared = {o.key_or_group for o in argv if not o.is_sweep_override()}
+    except Exception:  # an argument the parser rejects: fall back to naming every override
+        shared = set()
+    varying = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") not in shared]
+    name = re.sub(r"[/\\\s'\"]+", "-", ",".join(varying)).strip("-") or "job"
+    if len(name) > max_len:
+        name = f"{name[: max_len - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return name
+
+
+def wandb_resume_id() -> str | None:
+    """The W&B run of this run dir when it is being resumed (None: W&B makes a new id)."""
+    return rundir.wandb_run_id(HydraConfig.get().runtime.output_dir)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Reject keys the target classes do not take (typos in config files) and impossible model values.
+
+    Command-line typos are Hydra's (struct mode); the data module checks its values when constructed,
+    the model here because it is built only after the data is loaded.
+    """
+    targets = {"data": cfg.data, "model": cfg.model, "trainer": cfg.trainer}
+    targets |= {f"callbacks.{k}": v for k, v in (cfg.get("callbacks") or {}).items()}
+    targets |= {f"logger.{k}": v for k, v in (cfg.get("logger") or {}).items()}
+    for key, node in targets.items():
+        if node is None or "_target_" not in node:
+            continue
+        params = inspect.signature(hydra.utils.get_class(node._target_)).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            continue
+        for name in node:
+            if name not in params and not name.startswith("_"):
+                close = difflib.get_close_matches(name, params, n=1)
+                hint = f"did you mean {key}.{close[0]}? " if close else ""
+                raise ValueError(
+                    f"{key}.{name} is not an argument of {node._target_}: {hint}its arguments are {sorted(params)}"
+                )
+    model_cls = hydra.utils.get_class(cfg.model._target_)
+    model_cls.check_hparams(**{k: v for k, v in cfg.model.items() if not k.startswith("_")})
+
+
+def resume_checkpoint(ckpt_path: str | None, out_dir: Path) -> str | None:
+    """`ckpt_path` as Lightning takes it: `last` is this run dir's latest checkpoint (None: a fresh start)."""
+    if ckpt_path != "last":
+        return ckpt_path
+    found = rundir.latest_checkpoint(out_dir)
+    log.info("ckpt_path=last: %s", f"resuming {found}" if found else f"no checkpoint in {out_dir}: a fresh start")
+    return str(found) if found else None
+
+
+def resume_argv(argv: list[str], config_dir: str | Path, config_name: str = "train") -> list[str]:
+    """Make `ckpt_path=last` (or a run's own checkpoint) continue that run: same run dir, same overrides.
+
+    `last` picks the newest run under `<paths.log_dir>/<task_name>/runs` with a checkpoint, unless
+    `hydra.run.dir` names one. The run's `.hydra/overrides.yaml` comes first; overrides given now win
+    (e.g. a larger `trainer.max_steps`). Evaluation (`train=false`) and multiruns get a dir of their own.
+
+    Args:
+        argv: the command line (`sys.argv`).
+        config_dir: the entry point's `conf/` folder, to compose the config the command line makes.
+        config_name: the entry point's primary config.
+    """
+    args = argv[1:]
+    ckpt = next((a.split("=", 1)[1] for a in args if a.startswith("ckpt_path=")), None)
+    if ckpt in (None, "null") or {"-m", "--multirun"} & set(args):
+        return argv
+    from hydra import compose, initialize_config_dir
+
+    try:  # the config this command line makes (where runs go; whether it trains)
+        with initialize_config_dir(str(Path(config_dir).resolve()), version_base="1.3"):
+            cfg = compose(config_name, overrides=[a for a in args if not a.startswith("hydra.")])
+    except Exception:  # Hydra reports a bad command line itself
+        return argv
+    # (Lightning's DDP launcher passes it quoted)
+    given_dir = next((Path(a.split("=", 1)[1].strip("'\"")) for a in args if a.startswith("hydra.run.dir=")), None)
+    if not cfg.train:
+        return argv
+    if ckpt == "last":
+        run = given_dir or rundir.latest_run(Path(cfg.paths.log_dir) / cfg.task_name / "runs")
+    else:
+        run = given_dir or rundir.run_dir_of(ckpt)
+        args = [f"ckpt_path={Path(ckpt).resolve()}" if a.startswith("ckpt_path=") else a for a in args]
+    if run is None:  # nothing to resume, or a checkpoint from elsewhere: a new run dir
+        return argv
+    merged = rundir.merge_overrides(rundir.run_overrides(run), [a for a in args if not a.startswith("hydra.run.dir=")])
+    print(f"resuming in {run} with overrides: {' '.join(merged)}", file=sys.stderr)
+    return [argv[0], *merged, f"hydra.run.dir={run}"]
+
+
+def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float:
+    """Run `task(cfg)` under the failure policy; return the metric a sweeper optimises (`cfg.optimized_metric`).
+
+    - In a multirun, the job runs isolated (`multirun_job`); a failing job is recorded in its dir
+      (`failed.json`) and returns NaN, so the sweep goes on and optuna marks the trial failed.
+    - SIGTERM (preemption) exits 143 after naming the checkpoint to resume from.
+    - An unreachable Hub exits with its message and no traceback.
+    """
+    register_resolvers()  # also in job processes that did not run the entry point's __main__ (submitit)
+    try:
+        with multirun_job() if in_multirun() else contextlib.nullcontext():
+            metrics = task(cfg)
+    except SIGTERMException:  # preempted: ExceptionCheckpoint wrote checkpoints/on_exception.ckpt
+        ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "on_exception.ckpt"
+        log.error("stopped by SIGTERM; resume with: python train.py ckpt_path=%s", ckpt)
+        raise SystemExit(143) from None  # 128 + SIGTERM, as if killed: schedulers see a failed job
+    except Exception as err:
+        if in_multirun():  # record it in the job's dir and let the sweep go on
+            record_failure(Path(cfg.paths.output_dir), err)
+            return float("nan")  # optuna marks the trial failed
+        if isinstance(err, HubUnavailableError):
+            raise SystemExit(f"error: {err}") from None
+        raise
+    value = metrics.get(cfg.optimized_metric)
+    if value is None:
+        log.warning("optimized_metric=%s was not logged (no validation ran?); returning NaN", cfg.optimized_metric)
+        return float("nan")
+    return float(value)
+
+
+@contextlib.contextmanager
+def multirun_job() -> Iterator[None]:
+    """Run one job of a multirun so that DDP works in it and nothing leaks into the next job.
+
+    Lightning starts DDP ranks > 0 by re-running `sys.argv` plus `hydra.run.dir`; in a multirun that is the
+    whole sweep (`-m` and every swept value), so each rank would start the sweep again. Here they re-run
+    this one job, in this job's dir. Afterwards the process group and the launcher's environment variables
+    (LOCAL_RANK, MASTER_PORT, ...) go, or the next job would skip launching its ranks and wait forever.
+    """
+    hc = HydraConfig.get()
+    argv, env = sys.argv, dict(os.environ)
+    sys.argv = [LAUNCH_ARGV[0], *hc.overrides.task]
+    with read_write(hc.run):
+        hc.run.dir = hc.runtime.output_dir
+    try:
+        yield
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(env)
+        sys.argv = argv
+
+
+def record_failure(out_dir: Path, err: BaseException) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "error": type(err).__name__,
+        "message": str(err),
+        "overrides": list(HydraConfig.get().overrides.task),
+        "traceback": traceback.format_exc(),
+    }
+    (out_dir / "failed.json").write_text(json.dumps(record, indent=1))
+    log.error("job failed (%s: %s); recorded in %s; the sweep goes on", record["error"], err, out_dir / "failed.json")
