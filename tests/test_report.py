@@ -70,3 +70,26 @@ def test_missing_paths_fail_clearly(tmp_path: Path) -> None:
         report.main([str(tmp_path / "nope")])
     with pytest.raises(SystemExit, match="predictions/test.jsonl"):
         report.main(["bootstrap", str(tmp_path), str(tmp_path)])
+
+
+def test_plots_drawn_from_run_curves_and_predictions(runs: Path, tmp_path: Path) -> None:
+    result = report.report([runs], out=tmp_path / "none", metrics=["test/wer"], by=["intent_class"])
+    assert [f.name for f in result["files"]] == ["report.md", "report.tex", "report.csv"]  # nothing to draw
+    for i, run in enumerate(sorted(runs.glob("[0-3]_*"))):
+        (run / "csv").mkdir()
+        (run / "csv" / "metrics.csv").write_text("step,val/wer,train/loss\n10,0.9,\n10,,2.0\n20,0.8,\n")
+        (run / "predictions").mkdir()
+        row = {"id": "u", "reference": "PAY MY BILL", "hypothesis": "PAY MY BELL" if i else "PAY MY BILL"}
+        (run / "predictions" / "test.jsonl").write_text(json.dumps({**row, "intent_class": "pay"}) + "\n")
+    result = report.report([runs], out=tmp_path / "out", metrics=["test/wer"], by=["intent_class"])
+    png = {f.name: f.read_bytes()[:8] for f in result["files"] if f.suffix == ".png"}
+    assert png == {"val_wer.png": b"\x89PNG\r\n\x1a\n", "wer_by_intent_class.png": b"\x89PNG\r\n\x1a\n"}
+
+
+def test_bootstrap_names_the_line_of_a_bad_predictions_file(tmp_path: Path) -> None:
+    good = tmp_path / "a.jsonl"
+    good.write_text(json.dumps({"id": "u", "reference": "A B", "hypothesis": "A"}) + "\n")
+    bad = tmp_path / "b.jsonl"
+    bad.write_text(json.dumps({"id": "u", "reference": "A B", "hypothesis": "A B"}) + "\n{not json\n")
+    with pytest.raises(SystemExit, match=r"error: .*b\.jsonl:2: "):
+        report.main(["bootstrap", str(good), str(bad)])

@@ -1,5 +1,5 @@
 # pytest tests/test_scoring.py
-"""Per-utterance WER/CER records and the JSON-lines predictions file."""
+"""Per-utterance WER/CER records and the JSON-lines predictions file, written and read back."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from asr_lightning.scoring import utterance_records, write_jsonl
+from asr_lightning.scoring import read_jsonl, utterance_records, write_jsonl
 
 
 def test_utterance_records_counts_errors() -> None:
@@ -84,3 +84,21 @@ def test_write_jsonl_overwrites_and_accepts_str(tmp_path: Path) -> None:
     write_jsonl(str(target), [{"a": 1}, {"a": 2}])
     write_jsonl(str(target), [{"a": 3}])
     assert target.read_text(encoding="utf-8") == '{"a": 3}\n'
+
+
+def test_read_jsonl_reads_back_what_write_jsonl_wrote(tmp_path: Path) -> None:
+    rows = [{"id": "a", "text": "ÇA VA ÉTÉ", "wer": 0.5}, {"id": "b", "text": "日本", "n": [1, 2]}]
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    assert read_jsonl(path) == rows
+    path.write_text('\n{"a": 1}\n   \n{"a": 2}\n\n', encoding="utf-8")  # blank lines are skipped
+    assert read_jsonl(str(path)) == [{"a": 1}, {"a": 2}]
+    path.write_text("", encoding="utf-8")
+    assert read_jsonl(path) == []
+
+
+@pytest.mark.parametrize("bad", ['{"a": 2', "[1, 2]"])
+def test_read_jsonl_names_the_file_and_line_of_a_bad_record(tmp_path: Path, bad: str) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text(f'{{"a": 1}}\n\n{bad}\n{{"a": 3}}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"p\.jsonl:3: "):
+        read_jsonl(path)

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from asr_lightning.analysis import error_analysis
+from asr_lightning.plots import plot_val_curves, plot_wer_by
 from asr_lightning.rundir import override_key, run_overrides
+from asr_lightning.scoring import read_jsonl
 from asr_lightning.stats import paired_bootstrap, summarize
 
 DEFAULT_METRICS = ("test/wer", "test/cer", "val/wer_best", "train_time_s")
@@ -81,7 +81,8 @@ def summary_rows(groups: dict[str, list[Run]], metrics: Sequence[str]) -> list[d
     return rows
 
 
-def to_markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failures: Sequence[Run]) -> str:
+def table_markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failures: Sequence[Run]) -> str:
+    """The results tables in Markdown: one per metric (a row per setting: n, mean, std, 95% CI), then failed runs."""
     out = []
     for m in metrics:
         out += [f"### {m}", "", "| setting | n | mean | std | 95% CI |", "|---|---:|---:|---:|---|"]
@@ -130,56 +131,6 @@ def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
-def plot_val_curves(groups: dict[str, list[Run]], path: Path, metric: str = "val/wer") -> Path | None:
-    """`metric` against step per setting: mean over seeds, band = ±1 std (steps all seeds share)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    drawn = False
-    for label, runs in groups.items():
-        curves = [c for c in (_curve(r.dir, metric) for r in runs if r.failure is None) if c]
-        if not curves:
-            continue
-        steps = sorted(set.intersection(*(set(c) for c in curves)))
-        y = np.array([[c[s] for s in steps] for c in curves])  # (seeds, steps)
-        mean = y.mean(0)
-        (line,) = ax.plot(steps, mean, marker="o", ms=3, label=f"{label} (n={len(curves)})")
-        if len(curves) > 1:
-            std = y.std(0, ddof=1)
-            ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-        drawn = True
-    if not drawn:
-        plt.close(fig)
-        return None
-    ax.set(xlabel="step", ylabel=metric, title=f"{metric} (mean ± 1 std over seeds)")
-    ax.grid(alpha=0.3)
-    return _save(fig, ax, path)
-
-
-def plot_wer_by(groups: dict[str, list[Run]], column: str, path: Path) -> Path | None:
-    """Test WER per value of a metadata column, a bar per setting (mean over seeds, error bar = std)."""
-    plt = _pyplot()
-    per_group: dict[str, dict[str, list[float]]] = {}
-    for label, runs in groups.items():
-        for r in runs:
-            stats = _breakdown(r, column) if r.failure is None else {}
-            for value, s in stats.items():
-                per_group.setdefault(label, {}).setdefault(value, []).append(s["wer"])
-    if not per_group:
-        return None
-    values = sorted({v for d in per_group.values() for v in d}, key=lambda v: (len(v), v))
-    width = 0.8 / len(per_group)
-    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(values) * len(per_group) + 2), 4), dpi=120)
-    x = np.arange(len(values))
-    for i, (label, d) in enumerate(per_group.items()):
-        means = [np.mean(d[v]) if v in d else np.nan for v in values]
-        errs = [np.std(d[v], ddof=1) if len(d.get(v, [])) > 1 else 0 for v in values]
-        ax.bar(x + (i - (len(per_group) - 1) / 2) * width, means, width, yerr=errs, capsize=2, label=label)
-    ax.set_xticks(x, values, rotation=45 if len(values) > 6 else 0, ha="right" if len(values) > 6 else "center")
-    ax.set(xlabel=column, ylabel="test WER", title=f"Test WER by {column} (mean over seeds, bar = 1 std)")
-    ax.grid(axis="y", alpha=0.3)
-    return _save(fig, ax, path)
-
-
 def report(
     paths: Sequence[str | Path],
     out: str | Path | None = None,
@@ -195,7 +146,7 @@ def report(
     failures = [r for r in runs if r.failure is not None]
     out = Path(out) if out else (Path(paths[0]) / "report" if len(paths) == 1 else Path("report"))
     out.mkdir(parents=True, exist_ok=True)
-    md = f"{len(runs)} runs ({len(failures)} failed) in {len(groups)} settings.\n\n" + to_markdown(
+    md = f"{len(runs)} runs ({len(failures)} failed) in {len(groups)} settings.\n\n" + table_markdown(
         rows, metrics, failures
     )
     files = [out / "report.md", out / "report.tex", out / "report.csv"]
@@ -203,9 +154,9 @@ def report(
     files[1].write_text(to_latex(rows, metrics))
     write_csv(rows, files[2])
     if plots:
-        files.append(plot_val_curves(groups, out / "val_wer.png"))
+        files.append(plot_val_curves(_val_curves(groups, "val/wer"), out / "val_wer.png"))
         columns = by if by is not None else _metadata_columns(runs)
-        files += [plot_wer_by(groups, c, out / f"wer_by_{c}.png") for c in columns]
+        files += [plot_wer_by(_wer_by(groups, c), c, out / f"wer_by_{c}.png") for c in columns]
     return {"rows": rows, "markdown": md, "files": [f for f in files if f is not None], "groups": groups}
 
 
@@ -264,7 +215,18 @@ def _read_predictions(path: str | Path, split: str = "test") -> list[dict[str, A
         p = p / "predictions" / f"{split}.jsonl"
     if not p.is_file():
         raise FileNotFoundError(f"{p} not found: pass a run dir with predictions/{split}.jsonl or a JSONL file")
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    return read_jsonl(p)
+
+
+def _wer_by(groups: dict[str, list[Run]], column: str) -> dict[str, dict[str, list[float]]]:
+    """setting -> value of `column` -> the test WER of each seed's run, for `plot_wer_by`."""
+    wer: dict[str, dict[str, list[float]]] = {}
+    for label, runs in groups.items():
+        for r in runs:
+            stats = _breakdown(r, column) if r.failure is None else {}
+            for value, s in stats.items():
+                wer.setdefault(label, {}).setdefault(value, []).append(s["wer"])
+    return wer
 
 
 def _breakdown(run: Run, column: str) -> dict[str, dict[str, Any]]:
@@ -277,6 +239,13 @@ def _breakdown(run: Run, column: str) -> dict[str, dict[str, Any]]:
     return error_analysis(rows, [column])[f"by_{column}"] if rows and column in rows[0] else {}
 
 
+def _val_curves(groups: dict[str, list[Run]], metric: str) -> dict[str, list[dict[int, float]]]:
+    """setting -> the `metric` curve of each seed's run that logged one, for `plot_val_curves`."""
+    return {
+        label: [c for r in runs if r.failure is None and (c := _curve(r.dir, metric))] for label, runs in groups.items()
+    }
+
+
 def _curve(run_dir: Path, metric: str) -> dict[int, float]:
     """step -> value from the run's CSVLogger file (logger=csv or many)."""
     path = run_dir / "csv" / "metrics.csv"
@@ -284,23 +253,6 @@ def _curve(run_dir: Path, metric: str) -> dict[int, float]:
         return {}
     with path.open() as f:
         return {int(r["step"]): float(r[metric]) for r in csv.DictReader(f) if r.get(metric) not in (None, "")}
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, ax: Any, path: Path) -> Path:
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    _pyplot().close(fig)
-    return path
 
 
 def _metadata_columns(runs: Sequence[Run]) -> list[str]:

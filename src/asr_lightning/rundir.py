@@ -1,6 +1,6 @@
 # python train.py ckpt_path=last   (resumes the newest run; see README "Reliability")
-"""A run dir's checkpoints and layout: the checkpoint written on a crash, the latest checkpoint, the overrides
-and W&B run to resume with, the run to resume."""
+"""A run dir's checkpoints and layout: the latest checkpoint, the overrides and W&B run to resume with, the run
+to resume. (`callbacks.ExceptionCheckpoint` writes the checkpoint of a crash.)"""
 
 from __future__ import annotations
 
@@ -8,38 +8,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import lightning as L
-
 # what `ckpt_path=last` resumes from: `last.ckpt` (every validation and every N steps), the checkpoint written on
 # an exception or SIGTERM, and Lightning's SLURM auto-requeue checkpoints (SIGUSR1, in the run dir itself)
 RESUMABLE = ("checkpoints/last.ckpt", "checkpoints/on_exception.ckpt", "hpc_ckpt_*.ckpt")
-
-
-class ExceptionCheckpoint(L.Callback):
-    """Write `<dirpath>/<filename>.ckpt` when fit dies of an exception (SIGTERM, too many non-finite steps,
-    Ctrl-C, a bug); removed again when a run ends normally.
-
-    Lightning's `OnExceptionCheckpoint` does the same, but its presence also turns `fit(ckpt_path=None)` into
-    `ckpt_path="last"`: a new run in a dir that has a `last.ckpt` would silently resume it. Here `ckpt_path`
-    means what it says (`last` to resume, null for a fresh start).
-
-    Args:
-        dirpath: the checkpoint folder.
-        filename: the file name without `.ckpt`.
-    """
-
-    def __init__(self, dirpath: str | Path, filename: str = "on_exception") -> None:
-        if not filename:
-            raise ValueError("callbacks.on_exception.filename cannot be empty")
-        self.path = Path(dirpath) / f"{filename}.ckpt"
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if trainer.state.fn == "fit":
-            trainer.save_checkpoint(self.path)
-
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage == "fit":
-            trainer.strategy.remove_checkpoint(self.path)
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
