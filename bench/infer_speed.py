@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
 
 from asr_lightning.collate import CTCCollator
-from asr_lightning.data import ctc_output_frames
+from asr_lightning.frontend import output_frames
 from asr_lightning.sampling import DurationBatchSampler
 from asr_lightning.text import build_processor, build_vocab, greedy_decode
 from asr_lightning.throughput import clips_flops, flops_coefficients
@@ -130,8 +130,7 @@ def _run(model, batches, processor, device, autocast) -> list[str]:
                 batch["input_values"].to(device, non_blocking=True),
                 attention_mask=None if mask is None else mask.to(device, non_blocking=True),
             ).logits  # (batch, frames, vocab)
-        cfg = model.config
-        frames = [ctc_output_frames(n, cfg.conv_kernel, cfg.conv_stride) for n in batch["num_samples"]]
+        frames = [output_frames(model.config, n) for n in batch["num_samples"]]
         texts += greedy_decode(processor.tokenizer, logits, frames)  # each clip's own frames, as predict.py
     return texts
 

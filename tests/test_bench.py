@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers.config import ROOT
 
 
 def run_bench(module: str, out: Path, *args: str) -> dict:

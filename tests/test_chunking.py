@@ -21,9 +21,10 @@ from transformers import (
 
 from asr_lightning.audio import load_audio
 from asr_lightning.chunking import chunked_logits, word_timestamps
-from asr_lightning.data import ctc_output_frames
+from asr_lightning.frontend import ctc_output_frames
 from asr_lightning.text import build_vocab, load_feature_extractor, make_tokenizer, normalize_text
-from asr_lightning.transcribe import Utterance, transcribe
+from asr_lightning.inputs import AudioInput
+from asr_lightning.transcribe import transcribe
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / "data" / "demo"
@@ -217,8 +218,8 @@ def test_long_file_chunked_matches_its_pieces_one_by_one(long_file: dict, fitted
     assert sum(any(s < b < e for s, e in long_file["spans"]) for b in boundaries) >= 4
 
     # what predict.py does: a file longer than chunk_s is chunked, the pieces (shorter) go in one piece each
-    (chunked,) = transcribe(model, processor, [Utterance(None, "file", audio=audio)], chunk_s=12.0)
-    pieces = [Utterance(None, str(k), audio=piece) for k, piece in enumerate(long_file["pieces"])]
+    (chunked,) = transcribe(model, processor, [AudioInput(None, "file", audio=audio)], chunk_s=12.0)
+    pieces = [AudioInput(None, str(k), audio=piece) for k, piece in enumerate(long_file["pieces"])]
     one_by_one = [r["text"] for r in transcribe(model, processor, pieces, batch_size=1, chunk_s=12.0)]
     assert all(one_by_one) and sum(map(len, one_by_one)) > 400  # words to lose or double at every boundary
     assert chunked["duration_s"] == round(len(audio) / SR, 3)
@@ -250,7 +251,7 @@ def test_word_timestamps_of_a_long_file(long_file: dict, fitted_local_model: tup
 
     # predict.py timestamps=true: the same words and times, each with its confidence
     processor = Wav2Vec2Processor(feature_extractor=fe, tokenizer=tok)
-    (result,) = transcribe(model, processor, [Utterance(None, "file", audio=audio)], chunk_s=12.0, timestamps=True)
+    (result,) = transcribe(model, processor, [AudioInput(None, "file", audio=audio)], chunk_s=12.0, timestamps=True)
     assert [{k: w[k] for k in ("word", "start", "end")} for w in result["words"]] == words
     assert all(0 < w["confidence"] <= 1 for w in result["words"]) and 0 < result["confidence"] <= 1
     assert result["text"] == " ".join(w["word"] for w in words)

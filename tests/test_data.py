@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
-from conftest import DEMO_DIR
+from helpers.config import DEMO_DIR
 from transformers import Wav2Vec2Processor
 
 from asr_lightning.audio import AudioError
-from asr_lightning.data import SKIP_REASONS, ASRDataModule, ctc_min_frames, ctc_output_frames
+from asr_lightning.data import SKIP_REASONS, ASRDataModule
+from asr_lightning.frontend import ctc_min_frames, ctc_output_frames
 from asr_lightning.sampling import DurationBatchSampler, LengthGroupedBatchSampler
 from asr_lightning.text import build_vocab, load_feature_extractor, make_tokenizer
 

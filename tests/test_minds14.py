@@ -18,7 +18,7 @@ import datasets
 import pytest
 import soundfile as sf
 import torch
-from conftest import DEMO_DIR, FAST, compose_cfg
+from helpers.config import DEMO_DIR, FAST, compose_cfg
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2Processor
 
 import train

@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FAST, ROOT, read_jsonl
+from helpers.config import FAST, ROOT
 from test_tracking import summarize_run
 
 import train
 from asr_lightning import report
+from asr_lightning.scoring import read_jsonl
 
 T_975_DF1 = 12.706204736174707  # t-distribution 97.5% quantile, 1 degree of freedom (tables)
 

@@ -13,11 +13,12 @@ import hydra
 import lightning as L
 import pytest
 import torch
-from conftest import FAST, ROOT, compose_cfg, read_jsonl
+from helpers.config import FAST, ROOT, compose_cfg
 
 import train
 from asr_lightning.audio import load_audio
 from asr_lightning.module import ASRModule
+from asr_lightning.scoring import read_jsonl
 
 
 def test_fast_dev_run(demo_cfg, tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 
 import jiwer
 
+from asr_lightning.scoring import read_jsonl, utterance_records
+
 # columns every predictions record has; anything else is metadata to break WER down by
 RECORD_COLUMNS = frozenset(
     {"id", "path", "reference", "hypothesis", "wer", "cer", "substitutions", "deletions", "insertions", "ref_words",
@@ -80,11 +82,28 @@ def write_analysis(analysis: Mapping[str, Any], out_dir: str | Path, stem: str =
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
     json_path.write_text(json.dumps(analysis, indent=1, ensure_ascii=False))
-    md_path.write_text(to_markdown(analysis))
+    md_path.write_text(analysis_markdown(analysis))
     return [json_path, md_path]
 
 
-def to_markdown(analysis: Mapping[str, Any]) -> str:
+def score_transcripts(results: Sequence[Mapping[str, Any]], out_dir: str | Path, stem: str) -> list[dict[str, Any]]:
+    """Score transcription results as training's test stage does, in place of the unscored ones.
+
+    Results with a `text` and a `reference` get the per-utterance fields of `scoring.utterance_records`, and
+    their error analysis (by every metadata column) is written to `<out_dir>/<stem>.{json,md}`; the others
+    are returned as they are, in the same order.
+    """
+    scored = [r for r in results if "text" in r and "reference" in r]
+    if not scored:
+        return list(results)
+    rows = utterance_records([{**r, "hypothesis": r["text"]} for r in scored])
+    write_analysis(error_analysis(rows), out_dir, stem)
+    by_id = {r["id"]: {k: v for k, v in r.items() if k != "hypothesis"} for r in rows}
+    return [by_id.get(r["id"], r) if "text" in r else dict(r) for r in results]
+
+
+def analysis_markdown(analysis: Mapping[str, Any]) -> str:
+    """An `error_analysis` in Markdown: totals, WER per metadata value, the most frequent confusions."""
     t = analysis["totals"]
     lines = [
         "# Error analysis",
@@ -140,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.predictions.is_file():
         raise SystemExit(f"error: {args.predictions} is not a predictions file")
-    rows = [json.loads(line) for line in args.predictions.read_text().splitlines() if line.strip()]
+    rows = read_jsonl(args.predictions)
     analysis = error_analysis(rows, args.by, args.top_k)
     out = args.out or args.predictions.parent.parent / "analysis"
     for path in write_analysis(analysis, out, stem=args.predictions.stem):

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
 
-from asr_lightning.data import ctc_output_frames
+from asr_lightning.frontend import output_frames
 from asr_lightning.decode import GreedyDecoder
 
 # (start sample, end sample, first kept frame, end kept frame) of a chunk; frames count from the file's start
@@ -56,15 +56,14 @@ def chunked_logits(
     """
     sr = feature_extractor.sampling_rate
     hop = model.config.inputs_to_logits_ratio  # samples per logit frame: 320 for wav2vec2
-    kernels, strides = tuple(model.config.conv_kernel), tuple(model.config.conv_stride)
     chunk_frames = round(chunk_s * sr / hop)
     # A chunk of n * hop samples yields fewer than n frames (wav2vec2's 400-sample receptive field is wider
     # than its hop), so the right context must cover at least that overhang or a frame would go missing.
-    overhang = chunk_frames - ctc_output_frames(chunk_frames * hop, kernels, strides)
+    overhang = chunk_frames - output_frames(model.config, chunk_frames * hop)
     stride_frames = max(round((chunk_s / 6 if stride_s is None else stride_s) * sr / hop), overhang, 1)
     if chunk_frames - 2 * stride_frames < 1:
         raise ValueError(f"chunk_s={chunk_s} leaves no frame to keep between strides of {stride_frames} frames")
-    total = ctc_output_frames(len(audio), kernels, strides)
+    total = output_frames(model.config, len(audio))
     spans = _chunk_spans(len(audio), total, chunk_frames, stride_frames, hop)
 
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype

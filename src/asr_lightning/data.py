@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Sampler
 from asr_lightning import hub
 from asr_lightning.audio import AUDIO_ERROR_REASONS, AudioError, audio_source, load_audio
 from asr_lightning.collate import CTCCollator
+from asr_lightning.frontend import ctc_min_frames, ctc_output_frames, input_features
 from asr_lightning.sampling import DurationBatchSampler, LengthGroupedBatchSampler, ResumableDataLoader
 from asr_lightning.text import (
     DEFAULT_CHARS_TO_IGNORE,
@@ -513,18 +514,6 @@ def split_indices(
     return {s: sorted(out[s]) for s in SPLITS}
 
 
-def ctc_output_frames(num_samples: int, kernels: tuple[int, ...], strides: tuple[int, ...]) -> int:
-    """Frames the feature encoder makes from `num_samples` (as `_get_feat_extract_output_lengths`)."""
-    for k, s in zip(kernels, strides, strict=True):
-        num_samples = (num_samples - k) // s + 1
-    return max(num_samples, 0)
-
-
-def ctc_min_frames(labels: list[int]) -> int:
-    """Fewest frames CTC needs for `labels`: one per label plus a blank between each repeated pair."""
-    return len(labels) + sum(a == b for a, b in zip(labels, labels[1:], strict=False))
-
-
 def _prepare_example(
     example: dict,
     audio_column: str,
@@ -578,8 +567,7 @@ def _prepare_example(
     labels = tokenizer(text).input_ids
     if ctc_min_frames(labels) > ctc_output_frames(len(audio), *conv):
         return out | {"skip": "unalignable"}
-    values = fe(audio, sampling_rate=fe.sampling_rate).input_values[0]  # normalised as the model expects
-    return out | {"input_values": np.asarray(values, dtype=np.float32), "labels": labels}
+    return out | {"input_values": input_features(fe, audio), "labels": labels}
 
 
 @lru_cache(maxsize=4)

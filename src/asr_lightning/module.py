@@ -18,7 +18,7 @@ from torchmetrics import MeanMetric, MinMetric
 from torchmetrics.text import CharErrorRate, WordErrorRate
 from transformers import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2Processor, get_linear_schedule_with_warmup
 
-from asr_lightning.data import ctc_output_frames
+from asr_lightning.frontend import output_frames
 from asr_lightning.hub import from_pretrained
 from asr_lightning.text import build_processor, greedy_decode
 
@@ -51,7 +51,7 @@ class ASRModule(L.LightningModule):
         feat_proj_dropout: dropout after the feature projection.
         final_dropout: dropout before the CTC head.
         attn_implementation: `sdpa`, `eager` or `flash_attention_2`.
-        max_nonfinite_steps: stop (with an error, and a checkpoint by `rundir.ExceptionCheckpoint`) after this
+        max_nonfinite_steps: stop (with an error, and a checkpoint by `callbacks.ExceptionCheckpoint`) after this
             many consecutive optimiser steps with non-finite gradients; each one is skipped and counted in
             `train/nonfinite_steps`. fp16's GradScaler skips its own overflow steps and is left to do so.
         optimizer: partial optimizer, completed with the trainable parameters.
@@ -242,8 +242,7 @@ class ASRModule(L.LightningModule):
 
     def output_frames(self, num_samples: Sequence[int], max_frames: int) -> list[int]:
         """Each clip's logit frame count, from its audio length."""
-        cfg = self.model.config
-        return [min(ctc_output_frames(int(n), cfg.conv_kernel, cfg.conv_stride), max_frames) for n in num_samples]
+        return [min(output_frames(self.model.config, n), max_frames) for n in num_samples]
 
     def _eval_step(self, stage: str, batch: dict[str, Any]) -> None:
         logits = self(batch)  # (batch, frames, vocab)

@@ -1,10 +1,12 @@
 # pytest tests/test_scoring.py
-"""Per-utterance scoring and predictions files, shared by training's test stage and predict.py."""
+"""Per-utterance scoring and predictions files (written and read), shared by training's test stage, predict.py and
+the analysis and report tools."""
 
 from __future__ import annotations
 
+import csv
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +52,66 @@ def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     return path
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The JSON objects of a `write_jsonl` file (UTF-8), one a line; blank lines are skipped.
+
+    Raises:
+        ValueError: a line that is not a JSON object, naming the file and its 1-based line number.
+    """
+    path = Path(path)
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from err
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{number}: expected a JSON object, got {line.strip()[:60]}")
+        rows.append(row)
+    return rows
+
+
+# predict.py's output formats: every field (JSONL), one column per field (CSV), one transcript a line (text)
+OUTPUT_FORMATS = ("jsonl", "csv", "txt")
+
+
+def write_transcripts(results: Sequence[Mapping[str, Any]], path: str | Path, fmt: str) -> Path:
+    """Write transcription results as JSONL (every field), CSV (one column per field; lists such as `words`
+    as JSON cells) or text (one transcript per line, empty for a failed input)."""
+    path = Path(path)
+    if fmt not in OUTPUT_FORMATS:
+        raise ValueError(f"format={fmt!r} must be one of {list(OUTPUT_FORMATS)}")
+    if fmt == "jsonl":
+        return write_jsonl(path, results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "txt":
+        path.write_text("".join(f"{r.get('text', '')}\n" for r in results), encoding="utf-8")
+        return path
+    columns = list(dict.fromkeys(k for r in results for k in r))
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows({k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in r.items()} for r in results)
+    return path
+
+
+def summarize_transcripts(results: Sequence[Mapping[str, Any]], wall_s: float) -> dict[str, Any]:
+    """Counts, audio seconds and real-time factor of transcription results; corpus WER/CER over those with a
+    reference (`scored`: how many; the rates are None when there are none)."""
+    failed = sum("error" in r for r in results)
+    audio_s = sum(r.get("duration_s", 0.0) for r in results)
+    scored = [r for r in results if "text" in r and "reference" in r]
+    refs, hyps = [r["reference"] for r in scored], [r["text"] for r in scored]
+    return {
+        "transcribed": len(results) - failed,
+        "failed": failed,
+        "audio_s": audio_s,
+        "rtf": wall_s / max(audio_s, 1e-9),
+        "scored": len(scored),
+        "wer": jiwer.wer(refs, hyps) if scored else None,
+        "cer": jiwer.cer(refs, hyps) if scored else None,
+    }

@@ -1,14 +1,10 @@
 # python predict.py ckpt_path=<run dir>/hf_model inputs=[clip.wav,some_dir/]
-"""Transcription of files, manifests and dataset splits: batching, long audio, decoding, timestamps, LM tuning."""
+"""Transcription of `inputs.AudioInput`s: model loading, length-sorted batching, long audio, decoding, timestamps, LM tuning."""
 
 from __future__ import annotations
 
-import csv
-import glob
-import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +13,15 @@ import torch
 from tqdm import tqdm
 from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
 
-from asr_lightning.audio import AUDIO_EXTENSIONS, AudioError, load_audio
+from asr_lightning.audio import AudioError, load_audio
 from asr_lightning.chunking import chunked_logits
 from asr_lightning.collate import CTCCollator
-from asr_lightning.data import ctc_output_frames
 from asr_lightning.decode import BeamDecoder, GreedyDecoder, confidences, grid_search
+from asr_lightning.frontend import frame_seconds, input_features, output_frames
 from asr_lightning.hub import from_pretrained
+from asr_lightning.inputs import AudioInput
+from asr_lightning.precision import autocast, resolve_precision
 from asr_lightning.sampling import DurationBatchSampler
-from asr_lightning.text import normalize_text
 
 Decoder = GreedyDecoder | BeamDecoder
 
@@ -45,99 +42,17 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Wa
     return model.to(device).eval(), processor
 
 
-MANIFEST_NAMES = ("metadata.csv", "metadata.jsonl")
-# manifest columns, in order of preference: audiofolder (`file_name`), NeMo (`audio_filepath`), generic
-PATH_COLUMNS = ("file_name", "audio_filepath", "path", "audio")
-TEXT_COLUMNS = ("transcription", "text", "sentence", "reference")
-
-
-@dataclass(frozen=True)
-class Utterance:
-    """One input: an audio file (or decoded audio), its id, and its reference and metadata when known."""
-
-    path: Path | None
-    id: str
-    reference: str | None = None
-    audio: np.ndarray | None = field(default=None, repr=False)  # (samples,) at the model's rate, when decoded
-    metadata: dict[str, Any] = field(default_factory=dict)
-    normalized: bool = False  # `audio` is already the feature extractor's output (a data module's split)
-
-
-def expand_inputs(inputs: Iterable[str | Path]) -> list[Utterance]:
-    """Files as given, globs, folders (recursively, audio extensions, sorted) and manifests.
-
-    A manifest is a `metadata.csv`/`.jsonl` (audiofolder: `file_name` relative to the manifest, a transcript
-    column) or any `.jsonl`/`.csv` with a path column (NeMo: `audio_filepath`, `text`); its rows keep the
-    manifest's order and bring their references (and `id`, when there is that column).
-    """
-    out: list[Utterance] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            out += [Utterance(p, str(p)) for p in sorted(p for p in path.rglob("*") if _is_audio(p))]
-        elif path.is_file() and (path.name in MANIFEST_NAMES or path.suffix in (".csv", ".jsonl", ".json")):
-            out += read_manifest(path)
-        elif any(c in str(item) for c in "*?[") and not path.exists():
-            out += [Utterance(Path(p), p) for p in sorted(glob.glob(str(item), recursive=True)) if _is_audio(Path(p))]
-        else:
-            out.append(Utterance(path, str(path)))  # a missing file gets an error entry, not a silent skip
-    return out
-
-
-def dataset_utterances(datamodule: Any, split: str) -> list[Utterance]:
-    """A split of an `ASRDataModule` (the `data=` configs), as training's test stage sees it: same split, same
-    filters, same normalised references and metadata."""
-    datamodule.setup()
-    if split not in datamodule.splits:
-        raise KeyError(f"split={split!r} is not one of {list(datamodule.splits)}")
-    ds = datamodule.splits[split].with_format("numpy", columns=["input_values"], output_all_columns=True)
-    meta = datamodule.metadata.get(split, {})
-    return [
-        Utterance(
-            None, row["id"], row["text"], np.asarray(row["input_values"], dtype=np.float32), meta.get(row["id"], {})
-        )
-        for row in ds
-    ]
-
-
-def read_manifest(path: str | Path) -> list[Utterance]:
-    """Rows of a CSV or JSON-lines manifest; paths relative to the manifest's folder."""
-    path = Path(path)
-    if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    else:
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not rows:
-        return []
-    path_col = next((c for c in PATH_COLUMNS if c in rows[0]), None)
-    if path_col is None:
-        raise KeyError(f"{path}: no audio path column (one of {list(PATH_COLUMNS)}); its columns: {list(rows[0])}")
-    text_col = next((c for c in TEXT_COLUMNS if c in rows[0]), None)
-    out = []
-    for row in rows:
-        audio = path.parent / str(row[path_col])
-        utt_id = str(row["id"]) if row.get("id") not in (None, "") else str(row[path_col])
-        # references normalised as training's (uppercase, punctuation dropped), so that WER compares like with like
-        reference = None if text_col is None else normalize_text(str(row[text_col] or ""))
-        out.append(Utterance(audio, utt_id, reference))
-    return out
-
-
-PRECISIONS = ("32", "bf16-mixed", "16-mixed")
-
-
 def transcribe(
     model: Wav2Vec2ForCTC,
     processor: Wav2Vec2Processor,
-    inputs: Sequence[Utterance | str | Path],
+    inputs: Sequence[AudioInput | str | Path],
     batch_size: int = 8,
     max_batch_seconds: float | None = None,
     decoder: Decoder | None = None,
     chunk_s: float | None = None,
     stride_s: float | None = None,
     timestamps: bool = False,
-    precision: str = "32",
+    precision: str = "32-true",
 ) -> list[dict[str, Any]]:
     """Transcribe in length-sorted batches; unreadable files get an `error` entry instead of text.
 
@@ -151,18 +66,18 @@ def transcribe(
         chunk_s, stride_s: audio longer than `chunk_s` seconds is transcribed in overlapping chunks
             (`chunking.chunked_logits`); None: every file in one piece.
         timestamps: add each word's `start` and `end` (seconds) and `confidence`.
-        precision: "32", or "bf16-mixed"/"16-mixed" for autocast (on GPU).
+        precision: a `precision.PRECISIONS` setting; the mixed ones run as autocast.
 
     Returns:
         One dict per input, in input order: `id`, `path`, `text`, `duration_s` and `confidence` (and
         `reference` and metadata when the input has them; `words` with `timestamps`), or `id`, `path`,
         `error` and `reason` (`missing_file`, `undecodable`, `empty_audio` or `non_finite_audio`).
     """
-    utts = [u if isinstance(u, Utterance) else Utterance(Path(u), str(u)) for u in inputs]
+    utts = [u if isinstance(u, AudioInput) else AudioInput(Path(u), str(u)) for u in inputs]
     audio, results = read_inputs(utts, processor.feature_extractor.sampling_rate)
     decoder = decoder or GreedyDecoder(processor.tokenizer)
     sr, blank = processor.feature_extractor.sampling_rate, processor.tokenizer.pad_token_id
-    frame_s = model.config.inputs_to_logits_ratio / sr
+    frame_s = frame_seconds(model.config, sr)
     for idx, logits in logits_batches(
         model, processor, utts, audio, batch_size, max_batch_seconds, chunk_s, stride_s, precision
     ):
@@ -181,7 +96,7 @@ def transcribe(
 def tune_lm(
     model: Wav2Vec2ForCTC,
     processor: Wav2Vec2Processor,
-    inputs: Sequence[Utterance],
+    inputs: Sequence[AudioInput],
     decoder: BeamDecoder,
     alphas: Sequence[float],
     betas: Sequence[float],
@@ -212,7 +127,7 @@ def tune_lm(
     return grid_search(decoder, logits, refs, alphas, betas) | {"utterances": len(refs)}
 
 
-def read_inputs(utts: Sequence[Utterance], sampling_rate: int) -> tuple[dict[int, np.ndarray], dict[int, dict]]:
+def read_inputs(utts: Sequence[AudioInput], sampling_rate: int) -> tuple[dict[int, np.ndarray], dict[int, dict]]:
     """Each readable input's audio, and every input's result head (id, path, reference, metadata; the
     error and reason of an unreadable one), by position."""
     results: dict[int, dict[str, Any]] = {}
@@ -235,13 +150,13 @@ def read_inputs(utts: Sequence[Utterance], sampling_rate: int) -> tuple[dict[int
 def logits_batches(
     model: Wav2Vec2ForCTC,
     processor: Wav2Vec2Processor,
-    utts: Sequence[Utterance],
+    utts: Sequence[AudioInput],
     audio: dict[int, np.ndarray],
     batch_size: int = 8,
     max_batch_seconds: float | None = None,
     chunk_s: float | None = None,
     stride_s: float | None = None,
-    precision: str = "32",
+    precision: str = "32-true",
 ) -> Iterator[tuple[list[int], list[torch.Tensor]]]:
     """The CTC logits of the readable inputs, a batch at a time, with a progress bar.
 
@@ -249,8 +164,7 @@ def logits_batches(
         The batch's input positions, and each one's (frames, vocab) float32 logits on the CPU, its real
         frames only (batch padding cut off), so that its transcript does not depend on its batch.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r} must be one of {list(PRECISIONS)}")
+    precision = resolve_precision(precision)  # names the accepted settings when it is not one
     fe = processor.feature_extractor
     sr = fe.sampling_rate
     long = {i for i in audio if chunk_s is not None and len(audio[i]) > chunk_s * sr}
@@ -265,39 +179,28 @@ def logits_batches(
     batches += [[i] for i in sorted(long)]  # a long file is cut into chunks, batched on their own
     collate = CTCCollator(return_attention_mask=bool(fe.return_attention_mask), padding_value=fe.padding_value)
     device = next(model.parameters()).device
-    cfg = model.config
-    autocast = torch.autocast(
-        device.type, dtype=torch.bfloat16 if precision == "bf16-mixed" else torch.float16, enabled=precision != "32"
-    )
     seconds = sum(len(a) for a in audio.values()) / sr
-    with tqdm(total=round(seconds), desc="transcribe", unit="audio s", disable=len(batches) <= 1) as bar, autocast:
+    with (
+        tqdm(total=round(seconds), desc="transcribe", unit="audio s", disable=len(batches) <= 1) as bar,
+        autocast(precision, device),
+    ):
         for idx in batches:
             if idx[0] in long:
                 clip = audio[idx[0]]
                 yield idx, [chunked_logits(model, fe, clip, chunk_s, stride_s, batch_size).float()]
             else:
-                examples = [
-                    {"input_values": audio[i] if utts[i].normalized else _features(fe, audio[i]), "id": i, "text": ""}
-                    for i in idx
-                ]
+                values = {i: audio[i] if utts[i].normalized else input_features(fe, audio[i]) for i in idx}
+                examples = [{"input_values": values[i], "id": i, "text": ""} for i in idx]
                 batch = collate(examples)
                 logits = model(
                     batch["input_values"].to(device),
                     attention_mask=batch["attention_mask"].to(device) if "attention_mask" in batch else None,
                 ).logits  # (batch, frames, vocab)
-                frames = [ctc_output_frames(n, cfg.conv_kernel, cfg.conv_stride) for n in batch["num_samples"]]
+                frames = [output_frames(model.config, n) for n in batch["num_samples"]]
                 yield idx, [row[:n].float().cpu() for row, n in zip(logits, frames, strict=True)]
             bar.update(round(sum(len(audio[i]) for i in idx) / sr))
-
-
-def _features(fe: Any, audio: np.ndarray) -> np.ndarray:
-    return fe(audio, sampling_rate=fe.sampling_rate).input_values[0]  # normalised as the model expects
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _is_audio(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS
