@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from helpers.config import FAST, ROOT
-from test_tracking import summarize_run
+from helpers.wandb_log import summarize_run
 
 import train
 from asr_lightning import report

@@ -1,4 +1,4 @@
-# PYTHONPATH=tests KILL_AT_STEP=7 KILL_SIGNAL=SIGKILL python train.py +callbacks.kill._target_=helpers.kill_switch.KillSwitch
+# PYTHONPATH=tests KILL_AT_STEP=7 python train.py +callbacks.kill._target_=helpers.kill_switch.KillSwitch
 """A callback that signals its own process after a given optimiser step: a crash or preemption for tests."""
 
 from __future__ import annotations
