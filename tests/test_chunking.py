@@ -22,8 +22,8 @@ from transformers import (
 from asr_lightning.audio import load_audio
 from asr_lightning.chunking import chunked_logits, word_timestamps
 from asr_lightning.frontend import ctc_output_frames
-from asr_lightning.text import build_vocab, load_feature_extractor, make_tokenizer, normalize_text
 from asr_lightning.inputs import AudioInput
+from asr_lightning.text import build_vocab, load_feature_extractor, make_tokenizer, normalize_text
 from asr_lightning.transcribe import transcribe
 
 ROOT = Path(__file__).resolve().parents[1]
