@@ -14,8 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
 import hydra
 import lightning as L
@@ -28,6 +27,7 @@ from asr_lightning.scoring import utterance_records, write_jsonl
 from asr_lightning.tracking import finish_wandb
 
 log = logging.getLogger("train")
+ROOT = Path(__file__).resolve().parent
 
 
 def train(cfg: DictConfig) -> dict[str, float | str]:

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
 
-from asr_lightning.frontend import output_frames
 from asr_lightning.decode import GreedyDecoder
+from asr_lightning.frontend import output_frames
 
 # (start sample, end sample, first kept frame, end kept frame) of a chunk; frames count from the file's start
 Span = tuple[int, int, int, int]

@@ -20,7 +20,6 @@ from asr_lightning.audio import AUDIO_EXTENSIONS
 from asr_lightning.scoring import read_jsonl
 from asr_lightning.text import normalize_text
 
-
 MANIFEST_NAMES = ("metadata.csv", "metadata.jsonl")
 # manifest columns, in order of preference: audiofolder (`file_name`), NeMo (`audio_filepath`), generic
 PATH_COLUMNS = ("file_name", "audio_filepath", "path", "audio")

@@ -1,5 +1,5 @@
 # python predict.py ckpt_path=<run dir>/hf_model inputs=[clip.wav,some_dir/]
-"""Transcription of `inputs.AudioInput`s: model loading, length-sorted batching, long audio, decoding, timestamps, LM tuning."""
+"""Transcription of `inputs.AudioInput`s: loading the model, batching, long audio, decoding, timestamps, LM tuning."""
 
 from __future__ import annotations
 
