@@ -8,32 +8,21 @@ transcripts with one near-miss character each; the demo model's validation clips
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
+import logging
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import DEMO_DIR
+from helpers.config import DEMO_DIR
 
+from asr_lightning.arpa import write_arpa
 from asr_lightning.audio import load_audio
-from asr_lightning.decode import (
-    INSTALL_HINT,
-    BeamDecoder,
-    GreedyDecoder,
-    confidences,
-    grid_search,
-    plot_grid,
-    write_arpa,
-)
-from asr_lightning.text import build_vocab, greedy_decode, make_tokenizer, normalize_text, vocab_characters
+from asr_lightning.decode import BeamDecoder, GreedyDecoder, confidences, grid_search
+from asr_lightning.plots import plot_grid
+from asr_lightning.text import build_vocab, make_tokenizer, normalize_text, vocab_characters
 from asr_lightning.transcribe import load_model
-
-HAS_CTC = importlib.util.find_spec("pyctcdecode") is not None
-HAS_LM = HAS_CTC and importlib.util.find_spec("kenlm") is not None
-needs_ctc = pytest.mark.skipif(not HAS_CTC, reason=f"pyctcdecode not installed: {INSTALL_HINT}")
-needs_lm = pytest.mark.skipif(not HAS_LM, reason=f"pyctcdecode/kenlm not installed: {INSTALL_HINT}")
 
 # (reference, the same with one character's runner-up winning): the near-miss is an in-vocabulary word
 # that the context rules out, so only the language model's n-grams can fix it.
@@ -77,15 +66,15 @@ def demo_validation(trained_run: Path) -> tuple[list[torch.Tensor], list[str], d
     return logits, [normalize_text(rows[i]["transcription"]) for i in ids], dict(processor.tokenizer.get_vocab())
 
 
-@needs_ctc
 def test_width_one_beam_is_greedy_decoding(vocab: dict[str, int]) -> None:
     logits = random_logits(vocab, clips=16, frames=60)
-    greedy = [" ".join(t.split()) for t in greedy_decode(make_tokenizer(vocab), logits)]  # beams collapse "|<pad>|"
+    # (beams collapse "|<pad>|")
+    greedy = [" ".join(t.split()) for t in GreedyDecoder(make_tokenizer(vocab)).decode(logits)]
     assert BeamDecoder(vocab, beam_width=1).decode(logits) == greedy
+    assert BeamDecoder(vocab, beam_width=1, token_beam=1).decode(logits) == greedy
     assert any(greedy) and len(set(greedy)) == len(greedy)
 
 
-@needs_ctc
 def test_beam_output_is_spelled_from_the_vocab(vocab: dict[str, int]) -> None:
     texts = BeamDecoder(vocab, beam_width=16).decode(random_logits(vocab, clips=8, frames=80, seed=1))
     assert all(texts)
@@ -93,35 +82,80 @@ def test_beam_output_is_spelled_from_the_vocab(vocab: dict[str, int]) -> None:
         assert set(text) <= vocab_characters(vocab) and text == " ".join(text.split())
 
 
-@needs_ctc
-def test_lengths_drop_padded_frames(vocab: dict[str, int]) -> None:
+@pytest.mark.parametrize("with_lm", [False, True])
+def test_lengths_drop_padded_frames(vocab: dict[str, int], arpa: Path, with_lm: bool) -> None:
     clips = [spell(vocab, "OPEN A JOINT ACCOUNT"), spell(vocab, "MY NEW ADDRESS")]
     padded = torch.zeros(2, max(len(c) for c in clips) + 10, len(vocab))  # (batch, frames, vocab)
     padded[..., vocab["Z"]] = 8.0  # padding that would spell Zs if it were decoded
     for i, clip in enumerate(clips):
         padded[i, : len(clip)] = clip
-    decoder = BeamDecoder(vocab, beam_width=8)
+    decoder = BeamDecoder(vocab, beam_width=8, lm_path=arpa if with_lm else None)
     assert decoder.decode(padded, lengths=[len(c) for c in clips]) == ["OPEN A JOINT ACCOUNT", "MY NEW ADDRESS"]
     assert decoder.decode(clips) == ["OPEN A JOINT ACCOUNT", "MY NEW ADDRESS"]
-    assert all("Z" in t for t in decoder.decode(padded))
+    if not with_lm:  # the lexicon has no word of Zs
+        assert all("Z" in t for t in decoder.decode(padded))
     assert decoder.decode(padded, lengths=[0, 0]) == ["", ""]
 
 
-@needs_ctc
 def test_demo_model_validation_clips(demo_validation: tuple[list[torch.Tensor], list[str], dict[str, int]]) -> None:
     logits, _, vocab = demo_validation
-    greedy = [" ".join(greedy_decode(make_tokenizer(vocab), lg[None])[0].split()) for lg in logits]
+    greedy = [" ".join(GreedyDecoder(make_tokenizer(vocab)).decode(lg[None])[0].split()) for lg in logits]
     assert BeamDecoder(vocab, beam_width=1).decode(logits) == greedy
     for text in BeamDecoder(vocab, beam_width=16).decode(logits):
         assert set(text) <= vocab_characters(vocab)
 
 
-@needs_ctc
 def test_hotwords_pull_a_near_miss_to_the_boosted_word(vocab: dict[str, int]) -> None:
     logits = [spell(vocab, "RAISE MY CASH LIMIT", near_miss="RAISE MY KASH LIMIT")]
     assert BeamDecoder(vocab, beam_width=16).decode(logits) == ["RAISE MY KASH LIMIT"]
     boosted = BeamDecoder(vocab, beam_width=16, hotwords=["cash"], hotword_weight=5.0)  # normalised like transcripts
     assert boosted.decode(logits) == ["RAISE MY CASH LIMIT"]
+    # each word of a phrase is boosted
+    logits = [spell(vocab, "RAISE MY CASH LIMIT", near_miss="RAISE MY KASH LIMIF")]
+    assert BeamDecoder(vocab, beam_width=16, hotwords=["cash limit"], hotword_weight=5.0).decode(logits) == [
+        "RAISE MY CASH LIMIT"
+    ]
+
+
+def test_a_word_that_only_begins_a_hotword_gives_its_bonus_back(vocab: dict[str, int]) -> None:
+    # CART leads while it may become CARTOON, then loses to CARD: at a word break, and at the clip's end
+    logits = [spell(vocab, t, near_miss=m) for t, m in [("MY CART WAS", "MY CARD WAS"), ("MY CART", "MY CARD")]]
+    assert BeamDecoder(vocab, beam_width=16).decode(logits) == ["MY CARD WAS", "MY CARD"]
+    assert BeamDecoder(vocab, beam_width=16, hotwords=["cartoon"], hotword_weight=5.0).decode(logits) == [
+        "MY CARD WAS",
+        "MY CARD",
+    ]
+    assert BeamDecoder(vocab, beam_width=16, hotwords=["cart"], hotword_weight=5.0).decode(logits) == [
+        "MY CART WAS",
+        "MY CART",
+    ]
+
+
+def test_hotwords_with_a_language_model(vocab: dict[str, int], arpa: Path) -> None:
+    # HAS: a word of the LM that the context rules out; KASH: not a word of the LM, so not of the lexicon
+    logits = [spell(vocab, "MY CARD HAS DECLINED", near_miss="MY CARD WAS DECLINED")]
+    oov = [spell(vocab, "RAISE MY KASH LIMIT", near_miss="RAISE MY CASH LIMIT")]
+    decoder = BeamDecoder(vocab, beam_width=16, lm_path=arpa, alpha=0.5)
+    assert decoder.decode(logits + oov) == ["MY CARD WAS DECLINED", "RAISE MY CASH LIMIT"]
+    boosted = BeamDecoder(vocab, beam_width=16, lm_path=arpa, alpha=0.5, hotwords=["has", "kash"])
+    assert boosted.decode(logits + oov) == ["MY CARD HAS DECLINED", "RAISE MY KASH LIMIT"]
+    boosted.set_lm_weights(0.0, 0.0)  # the bonus does not scale with alpha
+    assert boosted.decode(logits) == ["MY CARD HAS DECLINED"]
+
+
+def test_the_lexicon_is_the_language_model_words_the_vocab_spells(
+    vocab: dict[str, int], arpa: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    logits = [spell(vocab, "MY CARD WAS DECLINED")]
+    assert BeamDecoder(vocab, beam_width=16, lm_path=arpa).decode(logits) == ["MY CARD WAS DECLINED"]
+    words = tmp_path / "words.txt"
+    words.write_text("MY\nCARD\nWAS\nmy\nÉTÉ\n", encoding="utf-8")
+    with caplog.at_level(logging.INFO, logger="asr_lightning.decode"):
+        from_file = BeamDecoder(vocab, beam_width=16, lm_path=arpa, unigrams=words)
+    assert "lexicon: 3 of the language model's 5 words; 2 skipped" in caplog.text
+    from_list = BeamDecoder(vocab, beam_width=16, lm_path=arpa, unigrams=["MY", "CARD", "WAS"])
+    text = from_list.decode(logits)[0]
+    assert from_file.decode(logits) == [text] and set(text.split()) <= {"MY", "CARD", "WAS"}
 
 
 def test_greedy_decoder_words_are_the_spelled_frames(vocab: dict[str, int]) -> None:
@@ -138,9 +172,9 @@ def test_greedy_decoding_ignores_padding_frames_and_repeated_spaces(vocab: dict[
     padded = torch.zeros(1, len(clip) + 6, len(vocab))  # (batch, frames, vocab)
     padded[..., vocab["Z"]] = 8.0  # padding that would spell a Z
     padded[0, : len(clip)] = clip
-    assert greedy_decode(tok, clip[None]) == ["A B"]
-    assert greedy_decode(tok, padded) == ["A BZ"]
-    assert greedy_decode(tok, padded, lengths=[len(clip)]) == ["A B"]
+    assert GreedyDecoder(tok).decode(clip[None]) == ["A B"]
+    assert GreedyDecoder(tok).decode(padded) == ["A BZ"]
+    assert GreedyDecoder(tok).decode(padded, lengths=[len(clip)]) == ["A B"]
     decoder = GreedyDecoder(tok)
     assert decoder.decode(padded, lengths=[len(clip)]) == decoder.decode([clip]) == ["A B"]
 
@@ -164,36 +198,14 @@ def test_confidences_average_the_emitted_characters(vocab: dict[str, int]) -> No
     assert only_blanks == pytest.approx(0.99, abs=1e-3)  # nothing emitted: every frame counts
 
 
-@needs_ctc
-def test_beam_words_have_the_frames_of_greedy_words_on_clean_logits(vocab: dict[str, int]) -> None:
+def test_beam_words_have_the_frames_of_greedy_words_on_clean_logits(vocab: dict[str, int], arpa: Path) -> None:
     clips = [spell(vocab, "OPEN A JOINT ACCOUNT"), spell(vocab, "MY NEW ADDRESS")]
     greedy = GreedyDecoder(make_tokenizer(vocab)).decode_words(clips)
     assert BeamDecoder(vocab, beam_width=8).decode_words(clips) == greedy
+    assert BeamDecoder(vocab, beam_width=8, lm_path=arpa).decode_words(clips) == greedy  # the lexicon search too
     assert [t for t, _ in greedy] == ["OPEN A JOINT ACCOUNT", "MY NEW ADDRESS"]
 
 
-@needs_lm
-def test_arpa_is_a_normalised_backoff_model(arpa: Path) -> None:
-    import kenlm
-
-    model = kenlm.Model(str(arpa))
-    assert model.order == 3
-    unigrams = arpa.read_text().split("\\1-grams:\n")[1].split("\n\n")[0].splitlines()
-    words = [line.split("\t")[1] for line in unigrams]
-    assert {"<s>", "</s>", "<unk>", "CASH", "DECLINED"} <= set(words)
-    assert all(w == w.upper() for w in words if w not in ("<s>", "</s>", "<unk>"))
-    # every context's next-word distribution sums to one: seen, partly seen and unseen histories
-    for history in ([], ["MY"], ["MY", "CARD"], ["RAISE", "MY"], ["CARD", "MY"], ["ZEBRA"]):
-        state = kenlm.State()
-        model.BeginSentenceWrite(state)
-        for w in history:
-            state, previous = kenlm.State(), state
-            model.BaseScore(previous, w, state)
-        total = sum(10 ** model.BaseScore(state, w, kenlm.State()) for w in words if w != "<s>")
-        assert total == pytest.approx(1.0, abs=1e-4), history
-
-
-@needs_lm
 def test_language_model_restores_out_of_vocabulary_near_misses(vocab: dict[str, int], arpa: Path) -> None:
     pairs = [
         ("RAISE MY CASH LIMIT", "RAISE MY KASH LIMIT"),
@@ -201,12 +213,18 @@ def test_language_model_restores_out_of_vocabulary_near_misses(vocab: dict[str, 
         ("OPEN A JOINT ACCOUNT", "OPEN A JOINT ACCOUNF"),
     ]
     logits = [spell(vocab, text, near_miss) for text, near_miss in pairs]
-    greedy = [greedy_decode(make_tokenizer(vocab), lg[None])[0] for lg in logits]
+    greedy = [GreedyDecoder(make_tokenizer(vocab)).decode(lg[None])[0] for lg in logits]
     assert greedy == [near_miss for _, near_miss in pairs]
     assert BeamDecoder(vocab, beam_width=16, lm_path=arpa, alpha=2.0).decode(logits) == [t for t, _ in pairs]
 
 
-@needs_lm
+def test_the_language_model_scores_a_clips_last_word(vocab: dict[str, int], arpa: Path) -> None:
+    # clips do not end with a word delimiter, which is where the lexicon search scores a word
+    logits = [spell(vocab, "MY CARD WAS", near_miss="MY CARD HAS"), spell(vocab, "RAISE MY", near_miss="RAISE ME")]
+    assert BeamDecoder(vocab, beam_width=16, lm_path=arpa, alpha=0.0).decode(logits) == ["MY CARD HAS", "RAISE ME"]
+    assert BeamDecoder(vocab, beam_width=16, lm_path=arpa, alpha=2.0).decode(logits) == ["MY CARD WAS", "RAISE MY"]
+
+
 def test_grid_search_picks_weights_that_use_the_context(vocab: dict[str, int], arpa: Path, tmp_path: Path) -> None:
     logits = [spell(vocab, text, near_miss) for text, near_miss in IN_VOCAB_MISSES]
     references = [text for text, _ in IN_VOCAB_MISSES]
@@ -222,7 +240,6 @@ def test_grid_search_picks_weights_that_use_the_context(vocab: dict[str, int], a
     assert plot_grid(out, tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@needs_lm
 def test_grid_search_on_demo_validation(
     demo_validation: tuple[list[torch.Tensor], list[str], dict[str, int]], arpa: Path
 ) -> None:
@@ -232,22 +249,32 @@ def test_grid_search_on_demo_validation(
     assert all(0.0 <= r["wer"] and 0.0 <= r["cer"] for r in out["results"])
 
 
-@needs_ctc
-def test_lm_weights_and_files_are_checked(vocab: dict[str, int], tmp_path: Path) -> None:
+def test_lm_weights_and_files_are_checked(vocab: dict[str, int], arpa: Path, tmp_path: Path) -> None:
     decoder = BeamDecoder(vocab, beam_width=4)
     with pytest.raises(ValueError, match="lm_path"):
         grid_search(decoder, [spell(vocab, "MY CARD")], ["MY CARD"], [0.5], [1.0])
-    if HAS_LM:
-        with pytest.raises(FileNotFoundError, match="missing.arpa"):
-            BeamDecoder(vocab, lm_path=tmp_path / "missing.arpa")
+    with pytest.raises(ValueError, match="lm_path=None"):
+        decoder.set_lm_weights(1.0, 1.0)
+    with pytest.raises(ValueError, match="token_beam"):
+        BeamDecoder(vocab, token_beam=0)
+    with pytest.raises(FileNotFoundError, match="missing.arpa"):
+        BeamDecoder(vocab, lm_path=tmp_path / "missing.arpa")
+    binary = tmp_path / "lm.binary"
+    binary.write_bytes(b"mmap lm http://kheafield.com/code format version 5\n\x00\x01")  # a KenLM binary's start
+    with pytest.raises(ValueError, match=r"not an ARPA file.*decoder\.unigrams="):
+        BeamDecoder(vocab, lm_path=binary)
+    with pytest.raises(FileNotFoundError, match=r"decoder\.unigrams=.*missing\.txt"):
+        BeamDecoder(vocab, lm_path=arpa, unigrams=tmp_path / "missing.txt")
+    with pytest.raises(ValueError, match="uppercase"):
+        BeamDecoder(vocab, lm_path=arpa, unigrams=["my", "card"])  # nothing the vocab can spell
 
 
-@pytest.mark.parametrize("package", ["pyctcdecode", pytest.param("kenlm", marks=needs_ctc)])
-def test_missing_package_names_the_extra(
-    package: str, vocab: dict[str, int], arpa: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("module", ["flashlight.lib.text.decoder", "flashlight.lib.text.decoder.kenlm"])
+def test_missing_flashlight_says_how_to_install(
+    module: str, vocab: dict[str, int], arpa: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, package, None)  # makes `import package` raise ImportError
-    with pytest.raises(ImportError, match=rf"`{package}`.*pip install -e \"\.\[lm\]\""):
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
+    with pytest.raises(ImportError, match=rf"`{module}`.*pip install flashlight-text"):
         BeamDecoder(vocab, lm_path=arpa)
 
 
