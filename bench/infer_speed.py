@@ -26,9 +26,10 @@ from omegaconf import OmegaConf
 from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
 
 from asr_lightning.collate import CTCCollator
+from asr_lightning.decode import GreedyDecoder
 from asr_lightning.frontend import output_frames
 from asr_lightning.sampling import DurationBatchSampler
-from asr_lightning.text import build_processor, build_vocab, greedy_decode
+from asr_lightning.text import build_processor, build_vocab
 from asr_lightning.throughput import clips_flops, flops_coefficients
 from bench.corpus import WORDS
 from bench.train_speed import machine
@@ -131,7 +132,7 @@ def _run(model, batches, processor, device, autocast) -> list[str]:
                 attention_mask=None if mask is None else mask.to(device, non_blocking=True),
             ).logits  # (batch, frames, vocab)
         frames = [output_frames(model.config, n) for n in batch["num_samples"]]
-        texts += greedy_decode(processor.tokenizer, logits, frames)  # each clip's own frames, as predict.py
+        texts += GreedyDecoder(processor.tokenizer).decode(logits, frames)  # each clip's own frames, as predict.py
     return texts
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
 
-from asr_lightning.decode import GreedyDecoder
+from asr_lightning.decode import GreedyDecoder, word_times
 from asr_lightning.frontend import output_frames
 
 # (start sample, end sample, first kept frame, end kept frame) of a chunk; frames count from the file's start
@@ -98,7 +98,7 @@ def word_timestamps(
         One dict per word, in order: `word`, `start` and `end` (seconds, rounded to milliseconds).
     """
     _, words = GreedyDecoder(tokenizer).decode_words(logits_or_ids[None])[0]
-    return [{"word": w, "start": round(a * frame_s, 3), "end": round(b * frame_s, 3)} for w, a, b in words]
+    return word_times(words, frame_s)
 
 
 def _chunk_spans(num_samples: int, total_frames: int, chunk_frames: int, stride_frames: int, hop: int) -> list[Span]:

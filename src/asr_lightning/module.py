@@ -18,9 +18,10 @@ from torchmetrics import MeanMetric, MinMetric
 from torchmetrics.text import CharErrorRate, WordErrorRate
 from transformers import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2Processor, get_linear_schedule_with_warmup
 
+from asr_lightning.decode import GreedyDecoder
 from asr_lightning.frontend import output_frames
 from asr_lightning.hub import from_pretrained
-from asr_lightning.text import build_processor, greedy_decode
+from asr_lightning.text import build_processor
 
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 
@@ -238,7 +239,7 @@ class ASRModule(L.LightningModule):
     def transcribe_logits(self, logits: torch.Tensor, num_samples: Sequence[int] | None = None) -> list[str]:
         """Greedy CTC decoding of each clip's real frames (`num_samples`: its audio length before padding)."""
         lengths = None if num_samples is None else self.output_frames(num_samples, logits.shape[1])
-        return greedy_decode(self.processor.tokenizer, logits, lengths)
+        return GreedyDecoder(self.processor.tokenizer).decode(logits, lengths)
 
     def output_frames(self, num_samples: Sequence[int], max_frames: int) -> list[int]:
         """Each clip's logit frame count, from its audio length."""

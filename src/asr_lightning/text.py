@@ -7,10 +7,9 @@ import json
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
-import torch
 from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2Processor
 
 from asr_lightning.hub import from_pretrained
@@ -81,41 +80,6 @@ def make_tokenizer(vocab: dict[str, int]) -> Wav2Vec2CTCTokenizer:
             str(vocab_file), pad_token=pad, unk_token=unk, bos_token=bos, eos_token=eos,
             word_delimiter_token=WORD_DELIMITER, do_lower_case=False,
         )  # fmt: skip
-
-
-def greedy_decode(
-    tokenizer: Wav2Vec2CTCTokenizer, logits: torch.Tensor, lengths: Sequence[int] | None = None
-) -> list[str]:
-    """Greedy CTC decoding: argmax per frame, then the tokenizer collapses repeats and drops blanks.
-
-    A frame whose best token is another special (`<unk>`, `<s>`, `</s>`) is read as a blank: it separates
-    repeats but spells nothing. (`skip_special_tokens=True` would drop such frames before repeats are
-    collapsed, and also drop the blank, turning "L <blank> L" into one L.)
-
-    Args:
-        tokenizer: the CTC tokenizer of the model.
-        logits: (batch, frames, vocab) scores.
-        lengths: each row's real frame count; the frames of batch padding after it spell nothing, so a
-            clip's text does not depend on what it was batched with.
-
-    Returns:
-        One transcript per batch row.
-    """
-    # "A | <blank> | B" spells two spaces; one word break is one space
-    return [" ".join(text.split()) for text in tokenizer.batch_decode(greedy_ids(tokenizer, logits, lengths))]
-
-
-def greedy_ids(
-    tokenizer: Wav2Vec2CTCTokenizer, logits: torch.Tensor, lengths: Sequence[int] | None = None
-) -> torch.Tensor:
-    """(batch, frames) argmax ids (or the given ids) on the CPU, silent specials and padding set to the blank."""
-    ids = logits.argmax(dim=-1).cpu() if logits.is_floating_point() else logits.cpu().clone()  # (batch, frames)
-    keep = {tokenizer.pad_token_id, tokenizer.word_delimiter_token_id}  # `|` counts as special here, but spells a space
-    specials = torch.tensor([i for i in tokenizer.all_special_ids if i not in keep], dtype=ids.dtype)
-    ids[torch.isin(ids, specials)] = tokenizer.pad_token_id
-    if lengths is not None:
-        ids[torch.arange(ids.shape[1]) >= torch.as_tensor(lengths)[:, None]] = tokenizer.pad_token_id
-    return ids
 
 
 def pretrained_vocab(name_or_path: str) -> dict[str, int]:

@@ -16,7 +16,7 @@ from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
 from asr_lightning.audio import AudioError, load_audio
 from asr_lightning.chunking import chunked_logits
 from asr_lightning.collate import CTCCollator
-from asr_lightning.decode import BeamDecoder, GreedyDecoder, confidences, grid_search
+from asr_lightning.decode import BeamDecoder, GreedyDecoder, confidences, grid_search, word_times
 from asr_lightning.frontend import frame_seconds, input_features, output_frames
 from asr_lightning.hub import from_pretrained
 from asr_lightning.inputs import AudioInput
@@ -86,10 +86,8 @@ def transcribe(
             conf = confidences(clip, words, blank)
             results[i] |= {"text": text, "duration_s": round(len(audio[i]) / sr, 3), "confidence": conf["confidence"]}
             if timestamps:
-                results[i]["words"] = [
-                    {"word": w, "start": round(a * frame_s, 3), "end": round(b * frame_s, 3), "confidence": c}
-                    for (w, a, b), c in zip(words, conf["words"], strict=True)
-                ]
+                timed = word_times(words, frame_s)
+                results[i]["words"] = [w | {"confidence": c} for w, c in zip(timed, conf["words"], strict=True)]
     return [results[i] for i in range(len(utts))]
 
 
