@@ -1,4 +1,4 @@
-# pytest tests/test_decode.py
+# python -c "from asr_lightning.arpa import write_arpa; write_arpa(open('corpus.txt'), 'lm.arpa')"
 """Word n-gram language models in ARPA format: write a small one, read the words of any.
 
 `write_arpa` builds the n-gram that `decoder=beam decoder.lm_path=...` fuses into the beam search (for tests
