@@ -92,6 +92,7 @@ class ASRModule(L.LightningModule):
         self.save_hyperparameters(logger=False, ignore=["optimizer", "scheduler"])
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.processor: Wav2Vec2Processor = build_processor(vocab, feature_extractor)
+        self.decoder = GreedyDecoder(self.processor.tokenizer)  # the one predict.py uses too
         tokenizer = self.processor.tokenizer
         regularisation = dict(
             layerdrop=layerdrop, mask_time_prob=mask_time_prob, mask_time_length=mask_time_length,
@@ -239,7 +240,7 @@ class ASRModule(L.LightningModule):
     def transcribe_logits(self, logits: torch.Tensor, num_samples: Sequence[int] | None = None) -> list[str]:
         """Greedy CTC decoding of each clip's real frames (`num_samples`: its audio length before padding)."""
         lengths = None if num_samples is None else self.output_frames(num_samples, logits.shape[1])
-        return GreedyDecoder(self.processor.tokenizer).decode(logits, lengths)
+        return self.decoder.decode(logits, lengths)
 
     def output_frames(self, num_samples: Sequence[int], max_frames: int) -> list[int]:
         """Each clip's logit frame count, from its audio length."""
