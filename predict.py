@@ -23,10 +23,11 @@ from omegaconf import DictConfig
 
 from asr_lightning.analysis import score_transcripts
 from asr_lightning.hub import HubUnavailableError
-from asr_lightning.inputs import dataset_inputs, expand_inputs
+from asr_lightning.inputs import InputError, dataset_inputs, expand_inputs
+from asr_lightning.launch import ConfigError
 from asr_lightning.plots import plot_grid
 from asr_lightning.precision import resolve_precision
-from asr_lightning.scoring import OUTPUT_FORMATS, summarize_transcripts, write_transcripts
+from asr_lightning.scoring import check_output, summarize_transcripts, write_transcripts
 from asr_lightning.transcribe import load_model, transcribe, tune_lm
 
 log = logging.getLogger("predict")
@@ -83,14 +84,19 @@ def predict(cfg: DictConfig) -> list[dict]:
 
 
 def check_args(cfg: DictConfig, output: Path) -> str:
-    """The output format; rejects impossible settings before the model and data load."""
-    fmt = cfg.format or output.suffix.lstrip(".")
-    if fmt not in OUTPUT_FORMATS:
-        raise ValueError(f"format={fmt!r} (from output={output}) must be one of {list(OUTPUT_FORMATS)}: set format=")
+    """The output format; rejects impossible settings, and an output that cannot be written, before any work."""
+    try:
+        fmt = check_output(output, cfg.format)
+        resolve_precision(str(cfg.precision))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    for key, low in [("batch_size", 1), ("max_batch_seconds", 1e-9), ("chunk_s", 1e-9), ("stride_s", 0)]:
+        if cfg[key] is not None and not (isinstance(cfg[key], int | float) and cfg[key] >= low):
+            raise ConfigError(f"{key}={cfg[key]!r}: must be a number >= {low:g}")
     if cfg.tune_lm and not cfg.decoder.get("lm_path"):
-        raise ValueError("tune_lm=true tunes a language model's weights: give decoder=beam decoder.lm_path=<lm>")
+        raise ConfigError("tune_lm=true tunes a language model's weights: give decoder=beam decoder.lm_path=<lm>")
     if cfg.tune_lm and cfg.get("data") and cfg.split != "validation":
-        raise ValueError(
+        raise ConfigError(
             f"tune_lm=true with split={cfg.split}: tune the LM weights on the validation split only"
             " (split=validation), then score test with the best decoder.alpha and decoder.beta; tuning on test"
             " would overstate its WER"
@@ -102,7 +108,8 @@ def check_args(cfg: DictConfig, output: Path) -> str:
 def main(cfg: DictConfig) -> None:
     try:
         predict(cfg)
-    except (HubUnavailableError, InstantiationException) as err:  # offline Hub; a decoder's missing extra or LM file
+    # a bad setting or input; the offline Hub; a decoder's missing package or LM file
+    except (ConfigError, InputError, HubUnavailableError, InstantiationException) as err:
         raise SystemExit(f"error: {err}") from None
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -107,7 +108,7 @@ def test_cli_fails_when_nothing_can_be_transcribed(trained_run: Path, tmp_path: 
 
 
 def test_cli_scores_a_data_config_split_as_the_test_stage_did(trained_run: Path, tmp_path: Path, cache_dir: Path):
-    from conftest import FAST
+    from helpers.config import FAST
 
     data = [o for o in FAST if o.startswith(("experiment", "data."))]
     data = ["data=demo", *[o for o in data if o.startswith("data.")], f"data.cache_dir={cache_dir}"]
@@ -220,7 +221,7 @@ def test_tunes_lm_weights_on_validation(
 ) -> None:
     import csv
 
-    from conftest import FAST
+    from helpers.config import FAST
 
     from asr_lightning.arpa import write_arpa
 
@@ -245,3 +246,74 @@ def test_tunes_lm_weights_on_validation(
 def predict_here(tmp_path: Path, *overrides: str, cache_dir: Path | None = None) -> list[dict]:
     """predict.py's work in this process (no interpreter start-up), on a config composed as its command line would."""
     return predict.predict(compose_cfg("predict", list(overrides), tmp_path / "run", cache_dir))
+
+
+def test_two_manifests_naming_the_same_file_keep_their_own_records(trained_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    clips = sorted((DEMO_DIR / "audio").glob("*.flac"))[:2]
+    for name, clip, text in [("a", clips[0], "right words"), ("b", clips[1], "other words")]:
+        (tmp_path / name / "audio").mkdir(parents=True)
+        shutil.copy(clip, tmp_path / name / "audio" / "clip.flac")  # the same relative file_name, and so id
+        (tmp_path / name / "metadata.csv").write_text(f"file_name,transcription\naudio/clip.flac,{text}\n")
+    out = tmp_path / "pred.jsonl"
+    manifests = f"inputs=[{tmp_path / 'a' / 'metadata.csv'},{tmp_path / 'b' / 'metadata.csv'}]"
+    predict_here(tmp_path, f"ckpt_path={trained_run / 'hf_model'}", manifests, f"output={out}")
+    rows = read_jsonl(out)
+    assert [(r["id"], r["reference"]) for r in rows] == [
+        ("audio/clip.flac", "RIGHT WORDS"),
+        ("audio/clip.flac", "OTHER WORDS"),
+    ]
+    for r in rows:
+        assert r["wer"] == jiwer.wer(r["reference"], r["text"])  # each scored against its own reference
+
+
+def test_a_clip_shorter_than_the_receptive_field_is_an_error_entry(trained_run: Path, tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    tiny = tmp_path / "tiny.wav"
+    sf.write(tiny, np.full(200, 0.1, dtype=np.float32), 16000)  # 12.5 ms: no logit frame
+    good = sorted((DEMO_DIR / "audio").glob("*.flac"))[:2]
+    out = tmp_path / "pred.jsonl"
+    predict_here(tmp_path, f"ckpt_path={trained_run / 'hf_model'}", f"inputs=[{good[0]},{tiny},{good[1]}]",
+                 "batch_size=1", f"output={out}")  # fmt: skip
+    rows = read_jsonl(out)
+    assert "text" in rows[0] and "text" in rows[2]
+    assert rows[1]["reason"] == "too_short" and "tiny.wav" in rows[1]["error"]
+
+
+def test_analysis_breaks_wer_down_by_metadata_only(trained_run: Path, tmp_path: Path) -> None:
+    clips = sorted((DEMO_DIR / "audio").glob("*.flac"))[:3]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"audio_filepath": str(c), "text": "x"}) + "\n" for c in clips))
+    predict_here(
+        tmp_path, f"ckpt_path={trained_run / 'hf_model'}", f"inputs=[{manifest}]", f"output={tmp_path / 'p.jsonl'}"
+    )
+    analysis = json.loads((tmp_path / "p.analysis.json").read_text())
+    assert [k for k in analysis if k.startswith("by_")] == []  # not by text, confidence or duration: one row each
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("batch_size=0", "batch_size=0: must be a number >= 1"),
+        ("chunk_s=-1", "chunk_s=-1: must be a number >= 1e-09"),
+        ("format=xml", "format='xml'"),
+        ("precision=bf17", "precision='bf17'"),
+        ("output=/dev/null/x.jsonl", "cannot be written"),
+    ],
+)
+def test_bad_settings_are_refused_before_loading(tmp_path: Path, override: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):  # the model (`unused`) is never loaded
+        predict_here(tmp_path, "ckpt_path=unused", "inputs=[x.wav]", override)
+
+
+def test_a_bad_setting_is_one_line_on_the_command_line(tmp_path: Path) -> None:
+    proc = run_predict(tmp_path, "ckpt_path=unused", "inputs=[x.wav]", "batch_size=0")
+    assert proc.returncode != 0 and proc.stderr.strip() == "error: batch_size=0: must be a number >= 1"
+
+
+def test_output_that_is_a_folder_is_refused_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="is a folder: give a file"):
+        predict_here(tmp_path, "ckpt_path=unused", "inputs=[x.wav]", f"output={tmp_path}")

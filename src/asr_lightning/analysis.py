@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -15,11 +16,16 @@ import jiwer
 
 from asr_lightning.scoring import read_jsonl, utterance_records
 
+log = logging.getLogger(__name__)
 # columns every predictions record has; anything else is metadata to break WER down by
 RECORD_COLUMNS = frozenset(
     {"id", "path", "reference", "hypothesis", "wer", "cer", "substitutions", "deletions", "insertions", "ref_words",
      "duration_s", "error"}
 )  # fmt: skip
+# fields of predict.py's results that are no metadata to break WER down by
+TRANSCRIPT_FIELDS = frozenset({"text", "confidence", "words", "reason"})
+# where a record stood in predict.py's results, while it is scored
+POSITION = "_position"
 
 
 def error_analysis(
@@ -87,19 +93,26 @@ def write_analysis(analysis: Mapping[str, Any], out_dir: str | Path, stem: str =
 
 
 def score_transcripts(results: Sequence[Mapping[str, Any]], out_dir: str | Path, stem: str) -> list[dict[str, Any]]:
-    """Score transcription results as training's test stage does, in place of the unscored ones.
+    """Score transcription results as training's test stage does, each in its own place.
 
     Results with a `text` and a `reference` get the per-utterance fields of `scoring.utterance_records`, and
-    their error analysis (by every metadata column) is written to `<out_dir>/<stem>.{json,md}`; the others
-    are returned as they are, in the same order.
+    their error analysis (by every metadata column of the inputs) is written to `<out_dir>/<stem>.{json,md}`;
+    the others are returned as they are. Records are matched by position, never by id, so inputs that share
+    an id (two manifests naming the same relative file) keep their own scores; shared ids are logged.
     """
-    scored = [r for r in results if "text" in r and "reference" in r]
+    scored = [i for i, r in enumerate(results) if "text" in r and "reference" in r]
     if not scored:
-        return list(results)
-    rows = utterance_records([{**r, "hypothesis": r["text"]} for r in scored])
-    write_analysis(error_analysis(rows), out_dir, stem)
-    by_id = {r["id"]: {k: v for k, v in r.items() if k != "hypothesis"} for r in rows}
-    return [by_id.get(r["id"], r) if "text" in r else dict(r) for r in results]
+        return [dict(r) for r in results]
+    ids = Counter(results[i]["id"] for i in scored)
+    if len(ids) < len(scored):
+        repeated = [k for k, n in ids.items() if n > 1]
+        log.warning("%d ids name more than one input (e.g. %s): each keeps its own record", len(repeated),
+                    repeated[:3])  # fmt: skip
+    rows = utterance_records([{**results[i], "hypothesis": results[i]["text"], POSITION: i} for i in scored])
+    columns = sorted({k for r in rows for k in r} - RECORD_COLUMNS - TRANSCRIPT_FIELDS - {POSITION})
+    write_analysis(error_analysis(rows, by=columns), out_dir, stem)
+    by_position = {r[POSITION]: {k: v for k, v in r.items() if k not in ("hypothesis", POSITION)} for r in rows}
+    return [by_position.get(i, dict(r)) for i, r in enumerate(results)]
 
 
 def analysis_markdown(analysis: Mapping[str, Any]) -> str:

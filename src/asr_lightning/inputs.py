@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import glob
+import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ from asr_lightning.audio import AUDIO_EXTENSIONS
 from asr_lightning.scoring import read_jsonl
 from asr_lightning.text import normalize_text
 
+log = logging.getLogger(__name__)
 MANIFEST_NAMES = ("metadata.csv", "metadata.jsonl")
 # manifest columns, in order of preference: audiofolder (`file_name`), NeMo (`audio_filepath`), generic
 PATH_COLUMNS = ("file_name", "audio_filepath", "path", "audio")
@@ -38,22 +41,42 @@ class AudioInput:
     normalized: bool = False  # `audio` is already the feature extractor's output (a data module's split)
 
 
-def expand_inputs(inputs: Iterable[str | Path]) -> list[AudioInput]:
+class InputError(ValueError):
+    """An input predict.py cannot use as given (a malformed manifest, an unknown split): says where and why."""
+
+
+def expand_inputs(inputs: str | Path | Iterable[str | Path]) -> list[AudioInput]:
     """Files as given, globs, folders (recursively, audio extensions, sorted) and manifests.
 
     A manifest is a `metadata.csv`/`.jsonl` (audiofolder: `file_name` relative to the manifest, a transcript
     column) or any `.jsonl`/`.csv` with a path column (NeMo: `audio_filepath`, `text`); its rows keep the
     manifest's order and bring their references (and `id`, when there is that column).
+
+    Nothing given is dropped without a word: a missing file, a broken symbolic link and a glob that matches
+    nothing each become an input whose reading fails (an error entry in the results); an empty folder is
+    logged. Symbolic links to folders are followed (once each).
+
+    Raises:
+        InputError: a manifest that cannot be read as one (naming the file and line).
     """
+    if isinstance(inputs, str | Path):  # `inputs=x.wav` without brackets is one input, not its characters
+        inputs = [inputs]
     out: list[AudioInput] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            out += [AudioInput(p, str(p)) for p in sorted(p for p in path.rglob("*") if _is_audio(p))]
+            found = _audio_files(path)
+            if not found:
+                log.warning("no audio files (%s) in %s", ", ".join(AUDIO_EXTENSIONS), path)
+            out += [AudioInput(p, str(p)) for p in found]
         elif path.is_file() and (path.name in MANIFEST_NAMES or path.suffix in (".csv", ".jsonl", ".json")):
             out += read_manifest(path)
         elif any(c in str(item) for c in "*?[") and not path.exists():
-            out += [AudioInput(Path(p), p) for p in sorted(glob.glob(str(item), recursive=True)) if _is_audio(Path(p))]
+            matches = [Path(p) for p in sorted(glob.glob(str(item), recursive=True))]
+            matches = [p for p in matches if _is_audio(p)]
+            if not matches:
+                log.warning("%s matches no audio file", item)
+            out += [AudioInput(p, str(p)) for p in matches] or [AudioInput(path, str(item))]
         else:
             out.append(AudioInput(path, str(path)))  # a missing file gets an error entry, not a silent skip
     return out
@@ -64,7 +87,7 @@ def dataset_inputs(datamodule: Any, split: str) -> list[AudioInput]:
     filters, same normalised references and metadata."""
     datamodule.setup()
     if split not in datamodule.splits:
-        raise KeyError(f"split={split!r} is not one of {list(datamodule.splits)}")
+        raise InputError(f"split={split!r} is not one of {list(datamodule.splits)}")
     ds = datamodule.splits[split].with_format("numpy", columns=["input_values"], output_all_columns=True)
     meta = datamodule.metadata.get(split, {})
     return [
@@ -76,28 +99,65 @@ def dataset_inputs(datamodule: Any, split: str) -> list[AudioInput]:
 
 
 def read_manifest(path: str | Path) -> list[AudioInput]:
-    """Rows of a CSV or JSON-lines manifest; paths relative to the manifest's folder."""
+    """Rows of a CSV or JSON-lines manifest, in order; paths relative to the manifest's folder.
+
+    A row without a reference cell (a short CSV row, a JSON row without the key) has no reference: it is
+    transcribed, not scored against "". A UTF-8 byte-order mark is allowed, as in training.
+
+    Raises:
+        InputError: no path column, a row without its path, a CSV row with more cells than the header (an
+            unquoted comma), or malformed JSON; the message names the file and the line.
+    """
     path = Path(path)
     if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            rows = []
+            for row in reader:
+                if None in row:  # DictReader's key for cells beyond the header
+                    raise InputError(
+                        f"{path}:{reader.line_num}: more cells than the header's {len(reader.fieldnames or [])}"
+                        " columns (an unquoted comma in a transcript? quote the cell)"
+                    )
+                rows.append((reader.line_num, row))
     else:
-        rows = read_jsonl(path)
+        try:
+            rows = list(enumerate(read_jsonl(path), start=1))  # (JSONL rows are lines, blank lines aside)
+        except ValueError as err:
+            raise InputError(str(err)) from err
     if not rows:
         return []
-    path_col = next((c for c in PATH_COLUMNS if c in rows[0]), None)
+    columns = list(rows[0][1])
+    path_col = next((c for c in PATH_COLUMNS if c in columns), None)
     if path_col is None:
-        raise KeyError(f"{path}: no audio path column (one of {list(PATH_COLUMNS)}); its columns: {list(rows[0])}")
-    text_col = next((c for c in TEXT_COLUMNS if c in rows[0]), None)
+        raise InputError(f"{path}: no audio path column (one of {list(PATH_COLUMNS)}); its columns: {columns}")
+    text_col = next((c for c in TEXT_COLUMNS if c in columns), None)
     out = []
-    for row in rows:
+    for line, row in rows:
+        if row.get(path_col) in (None, ""):
+            raise InputError(f"{path}:{line}: no {path_col!r} (the audio file) in this row")
         audio = path.parent / str(row[path_col])
         utt_id = str(row["id"]) if row.get("id") not in (None, "") else str(row[path_col])
         # references normalised as training's (uppercase, punctuation dropped), so that WER compares like with like
-        reference = None if text_col is None else normalize_text(str(row[text_col] or ""))
-        out.append(AudioInput(audio, utt_id, reference))
+        text = None if text_col is None else row.get(text_col)
+        out.append(AudioInput(audio, utt_id, None if text is None else normalize_text(str(text))))
     return out
 
 
+def _audio_files(folder: Path) -> list[Path]:
+    """Audio files under `folder`, sorted, following symbolic links to folders (each real folder once) and
+    keeping broken links to audio files (they fail to read, with an error entry, rather than vanish)."""
+    found, seen = [], set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link loop, or a folder linked twice
+            dirs[:] = []
+            continue
+        seen.add(real)
+        found += [Path(root) / f for f in files if Path(f).suffix.lower() in AUDIO_EXTENSIONS]
+    return sorted(found)
+
+
 def _is_audio(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS
+    # a broken link to an audio file is kept: reading it fails with an error entry that names it
+    return path.suffix.lower() in AUDIO_EXTENSIONS and (path.is_file() or path.is_symlink())

@@ -37,6 +37,12 @@ from asr_lightning.hub import HubUnavailableError
 from asr_lightning.precision import resolve_precision
 
 log = logging.getLogger("train")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work, found before anything loads; the entry points print it as one line."""
+
+
 # the command line as typed: `multirun_job` rewrites sys.argv for each job of a multirun
 LAUNCH_ARGV = list(sys.argv)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,28 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 # predict.py's output formats: every field (JSONL), one column per field (CSV), one transcript a line (text)
 OUTPUT_FORMATS = ("jsonl", "csv", "txt")
+
+
+def check_output(path: str | Path, fmt: str | None = None) -> str:
+    """The output format (`fmt`, else the file's suffix), once the output is known to be writable, before any
+    work is done.
+
+    Raises:
+        ValueError: an unknown format, an output that is a folder, or one that cannot be written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"output={path} is a folder: give a file, e.g. output={path / 'predictions.jsonl'}")
+    fmt = fmt or path.suffix.lstrip(".")
+    if fmt not in OUTPUT_FORMATS:
+        raise ValueError(f"format={fmt!r} (from output={path}) must be one of {list(OUTPUT_FORMATS)}: set format=")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise ValueError(f"output={path} cannot be written ({err}): choose another output=") from err
+    return fmt
 
 
 def write_transcripts(results: Sequence[Mapping[str, Any]], path: str | Path, fmt: str) -> Path:

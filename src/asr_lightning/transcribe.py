@@ -74,7 +74,7 @@ def transcribe(
         `error` and `reason` (`missing_file`, `undecodable`, `empty_audio` or `non_finite_audio`).
     """
     utts = [u if isinstance(u, AudioInput) else AudioInput(Path(u), str(u)) for u in inputs]
-    audio, results = read_inputs(utts, processor.feature_extractor.sampling_rate)
+    audio, results = read_inputs(utts, processor.feature_extractor.sampling_rate, model.config)
     decoder = decoder or GreedyDecoder(processor.tokenizer)
     sr, blank = processor.feature_extractor.sampling_rate, processor.tokenizer.pad_token_id
     frame_s = frame_seconds(model.config, sr)
@@ -117,7 +117,7 @@ def tune_lm(
     utts = [u for u in inputs if u.reference is not None]
     if not utts:
         raise ValueError("tuning the language model needs references: a manifest with transcripts, or data=...")
-    audio, _ = read_inputs(utts, processor.feature_extractor.sampling_rate)
+    audio, _ = read_inputs(utts, processor.feature_extractor.sampling_rate, model.config)
     logits, refs = [], []
     for idx, batch in logits_batches(model, processor, utts, audio, **batching):
         logits += batch
@@ -125,9 +125,15 @@ def tune_lm(
     return grid_search(decoder, logits, refs, alphas, betas) | {"utterances": len(refs)}
 
 
-def read_inputs(utts: Sequence[AudioInput], sampling_rate: int) -> tuple[dict[int, np.ndarray], dict[int, dict]]:
-    """Each readable input's audio, and every input's result head (id, path, reference, metadata; the
-    error and reason of an unreadable one), by position."""
+def read_inputs(
+    utts: Sequence[AudioInput], sampling_rate: int, model_config: Any
+) -> tuple[dict[int, np.ndarray], dict[int, dict]]:
+    """Each usable input's audio, and every input's result head (id, path, reference, metadata; the error and
+    reason of an unusable one), by position.
+
+    Unusable: unreadable audio (`audio.AUDIO_ERROR_REASONS`), or `too_short`: audio shorter than the model's
+    receptive field, which gives no logit frame (one such clip would otherwise stop the whole run).
+    """
     results: dict[int, dict[str, Any]] = {}
     audio: dict[int, np.ndarray] = {}
     for i, u in enumerate(utts):
@@ -135,12 +141,18 @@ def read_inputs(utts: Sequence[AudioInput], sampling_rate: int) -> tuple[dict[in
         results[i] |= ({} if u.reference is None else {"reference": u.reference}) | u.metadata
         if u.audio is not None:
             audio[i] = u.audio
-            continue
-        try:
-            audio[i] = load_audio(u.path, sampling_rate)
-        except AudioError as err:
+        else:
+            try:
+                audio[i] = load_audio(u.path, sampling_rate)
+            except AudioError as err:
+                log.warning("skipped %s", err)
+                results[i] |= {"error": str(err), "reason": err.reason}
+                continue
+        if output_frames(model_config, len(audio[i])) < 1:
+            err = f"{u.path or u.id}: {len(audio[i])} samples, shorter than the model's receptive field (no frame)"
             log.warning("skipped %s", err)
-            results[i] |= {"error": str(err), "reason": err.reason}
+            results[i] |= {"error": err, "reason": "too_short"}
+            del audio[i]
     return audio, results
 
 
