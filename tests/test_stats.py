@@ -78,3 +78,16 @@ def test_bootstrap_refuses_different_test_sets() -> None:
         paired_bootstrap(a, b)
     with pytest.raises(ValueError, match="twice"):
         paired_bootstrap(a + a[:1], b)
+
+
+def test_bootstrap_takes_predict_records_text_as_the_hypothesis() -> None:
+    a = rows([0, 1, 0, 1], words=2)
+    b = [{"id": r["id"], "reference": r["reference"], "text": r["reference"]} for r in a]  # predict.py's records
+    result = paired_bootstrap(a, b, n_resamples=50)
+    assert (result["wer_a"], result["wer_b"]) == (0.25, 0.0)
+
+
+@pytest.mark.parametrize("n", [0, -3])
+def test_bootstrap_needs_at_least_one_resample(n: int) -> None:
+    with pytest.raises(ValueError, match=f"at least 1, got {n}"):
+        paired_bootstrap(rows([0, 1]), rows([1, 1]), n_resamples=n)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import json
 import math
 import sys
@@ -31,50 +32,106 @@ DEFAULT_IGNORE = ("seed", "ckpt_path", "hydra.*", "paths.*", "logger", "logger.*
                   "trainer.enable_model_summary", "data.num_proc", "data.num_workers", "data.cache_dir")  # fmt: skip
 
 
+# files that mark a dir as a run: its results, its failure record, or (a job killed before either) Hydra's config
+RUN_MARKERS = ("metrics.json", "failed.json", ".hydra")
+# fields of a run's data identity that say where the data lay, not what it was
+DATA_LOCATION_KEYS = ("data_dir",)
+
+
 @dataclass
 class Run:
+    """A run dir and what it left: `status` is complete, failed, incomplete (killed or still running: a job dir
+    with `.hydra/` but no metrics.json or failed.json) or unreadable (`problem` says which file and why)."""
+
     dir: Path
     overrides: list[str]
     metrics: dict[str, Any] = field(default_factory=dict)
     failure: dict[str, Any] | None = None
+    status: str = "complete"
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "complete"
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Run]:
-    """Run dirs (holding metrics.json, or failed.json for a failed sweep job) under the given paths."""
+    """Run dirs (holding metrics.json, failed.json, or only `.hydra/` for a killed job) under the given paths."""
     dirs: set[Path] = set()
     for p in map(Path, paths):
         if not p.exists():
             raise FileNotFoundError(f"{p} does not exist: pass run dirs or sweep dirs (logs/train/multiruns/...)")
         if (p / "metrics.json").exists() or (p / "failed.json").exists():
             dirs.add(p.resolve())
-        else:
-            dirs |= {f.parent.resolve() for pat in ("metrics.json", "failed.json") for f in p.rglob(pat)}
+            continue
+        found = {f.parent.resolve() for pat in RUN_MARKERS for f in p.rglob(pat)}
+        # a dir marked only by .hydra/ that holds runs is a sweep's own dir, not a killed job
+        dirs |= {d for d in found if _has_result(d) or not any(d in o.parents for o in found)}
     if not dirs:
-        raise FileNotFoundError(f"no runs (metrics.json or failed.json) under {', '.join(map(str, paths))}")
-    runs = []
-    for d in sorted(dirs):
-        metrics = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").exists() else {}
-        failure = json.loads((d / "failed.json").read_text()) if (d / "failed.json").exists() else None
-        overrides = metrics.get("overrides") or (failure or {}).get("overrides") or run_overrides(d)
-        runs.append(Run(d, list(overrides), metrics, failure if not metrics else None))
-    return runs
+        raise FileNotFoundError(f"no runs (metrics.json, failed.json or .hydra/) under {', '.join(map(str, paths))}")
+    return [_read_run(d) for d in sorted(dirs)]
 
 
 def group_runs(runs: Sequence[Run], ignore: Sequence[str] = DEFAULT_IGNORE) -> dict[str, list[Run]]:
-    """Runs that differ only in ignored overrides (the seed) form one group, labelled by what varies."""
+    """Runs that differ only in ignored overrides (the seed) form one group, labelled by what varies.
+
+    Runs with the same overrides but different data (`data_identity`) are never averaged: each data set gets its
+    own group, labelled `<setting> [data 1]`, `[data 2]`, ...; `data_warnings` says which keys differ. A run
+    whose data is unknown (failed, killed, or from before provenance) joins its setting's group when the setting
+    saw one data set, else `<setting> [data ?]`.
+    """
     keys = {id(r): tuple(sorted(o for o in r.overrides if not _ignored(o, ignore))) for r in runs}
     shared = set.intersection(*(set(k) for k in keys.values())) if keys else set()
-    groups: dict[str, list[Run]] = {}
+    settings: dict[str, list[Run]] = {}
     for r in runs:
         label = ",".join(o for o in keys[id(r)] if o not in shared) or ",".join(keys[id(r)]) or "default"
-        groups.setdefault(label, []).append(r)
+        settings.setdefault(label, []).append(r)
+    groups: dict[str, list[Run]] = {}
+    for label, members in settings.items():
+        identities = list(dict.fromkeys(i for r in members if (i := _identity_key(r)) is not None))
+        for r in members:
+            i = _identity_key(r)
+            if len(identities) <= 1:
+                suffix = ""
+            else:
+                suffix = f" [data {identities.index(i) + 1}]" if i is not None else " [data ?]"
+            groups.setdefault(label + suffix, []).append(r)
     return dict(sorted(groups.items()))
+
+
+def data_identity(run: Run) -> dict[str, Any] | None:
+    """What data a run saw, flattened to dotted keys: its provenance's data identity (minus where the files lay)
+    and its per-split counts; None when the run recorded neither (failed, killed, or older than provenance)."""
+    prov = (run.metrics.get("provenance") or {}).get("data") or {}
+    ident = {k: v for k, v in prov.items() if k not in DATA_LOCATION_KEYS}
+    counts = run.metrics.get("data") or {}
+    if not ident and not counts:
+        return None
+    return _flatten({"provenance.data": ident, "data": counts})
+
+
+def data_warnings(groups: dict[str, list[Run]]) -> list[str]:
+    """One line per setting whose runs saw different data, naming the keys that differ."""
+    by_setting: dict[str, list[dict[str, Any]]] = {}
+    for label, runs in groups.items():
+        setting, sep, _ = label.rpartition(" [data ")
+        ident = next((i for r in runs if (i := data_identity(r)) is not None), None)
+        if sep and ident is not None:
+            by_setting.setdefault(setting, []).append(ident)
+    lines = []
+    for setting, idents in by_setting.items():
+        differ = sorted(k for k in set().union(*idents) if len({json.dumps(i.get(k)) for i in idents}) > 1)
+        lines.append(
+            f"warning: runs of {setting} saw {len(idents)} different data sets (differing: {', '.join(differ)}):"
+            " reported as separate rows [data 1], [data 2], ..., never averaged"
+        )
+    return lines
 
 
 def summary_rows(groups: dict[str, list[Run]], metrics: Sequence[str]) -> list[dict[str, Any]]:
     rows = []
     for label, runs in groups.items():
-        ok = [r for r in runs if r.failure is None]
+        ok = [r for r in runs if r.ok]
         for m in metrics:
             values = [float(r.metrics[m]) for r in ok if isinstance(r.metrics.get(m), int | float)]
             rows.append({"group": label, "metric": m, **summarize(values), "failed": len(runs) - len(ok)})
@@ -82,7 +139,8 @@ def summary_rows(groups: dict[str, list[Run]], metrics: Sequence[str]) -> list[d
 
 
 def table_markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failures: Sequence[Run]) -> str:
-    """The results tables in Markdown: one per metric (a row per setting: n, mean, std, 95% CI), then failed runs."""
+    """The results tables in Markdown: one per metric (a row per setting: n, mean, std, 95% CI), then the runs
+    without results: failed, incomplete (killed or still running) and unreadable."""
     out = []
     for m in metrics:
         out += [f"### {m}", "", "| setting | n | mean | std | 95% CI |", "|---|---:|---:|---:|---|"]
@@ -90,9 +148,21 @@ def table_markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failu
             ci = f"[{_fmt(r['ci_low'], m)}, {_fmt(r['ci_high'], m)}]"
             out.append(f"| {r['group']} | {r['n']} | {_fmt(r['mean'], m)} | {_fmt(r['std'], m)} | {ci} |")
         out.append("")
-    if failures:
+    failed = [r for r in failures if r.status == "failed"]
+    if failed:
         out += ["### Failed runs", "", "| run | error |", "|---|---|"]
-        out += [f"| {r.dir.name} | {r.failure['error']}: {r.failure['message'][:200]} |" for r in failures]
+        out += [f"| {r.dir.name} | {_failure_text(r.failure)} |" for r in failed]
+        out.append("")
+    incomplete = [r for r in failures if r.status == "incomplete"]
+    if incomplete:
+        out += ["### Incomplete runs (killed or still running: no metrics.json or failed.json)", "", "| run | dir |",
+                "|---|---|"]  # fmt: skip
+        out += [f"| {r.dir.name} | {r.dir} |" for r in incomplete]
+        out.append("")
+    unreadable = [r for r in failures if r.status == "unreadable"]
+    if unreadable:
+        out += ["### Unreadable runs", "", "| run | problem |", "|---|---|"]
+        out += [f"| {r.dir.name} | {r.problem[:300]} |" for r in unreadable]
         out.append("")
     return "\n".join(out)
 
@@ -134,21 +204,32 @@ def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
 def report(
     paths: Sequence[str | Path],
     out: str | Path | None = None,
-    metrics: Sequence[str] = DEFAULT_METRICS,
+    metrics: Sequence[str] | None = None,
     ignore: Sequence[str] = DEFAULT_IGNORE,
     by: Sequence[str] | None = None,
     plots: bool = True,
 ) -> dict[str, Any]:
-    """Tables (Markdown, LaTeX, CSV) and plots for the runs under `paths`; returns the rows and written files."""
+    """Tables (Markdown, LaTeX, CSV) and plots for the runs under `paths`; returns the rows and written files.
+
+    Args:
+        metrics: metric names to tabulate; a name no run has is an error. None: those of `DEFAULT_METRICS` that
+            some run has.
+
+    Raises:
+        ValueError: a metric no run has, naming the closest one that exists.
+    """
     runs = find_runs(paths)
+    metrics = _check_metrics(runs, metrics)
     groups = group_runs(runs, ignore)
+    warnings = data_warnings(groups)
     rows = summary_rows(groups, metrics)
-    failures = [r for r in runs if r.failure is not None]
+    failures = [r for r in runs if not r.ok]
     out = Path(out) if out else (Path(paths[0]) / "report" if len(paths) == 1 else Path("report"))
     out.mkdir(parents=True, exist_ok=True)
-    md = f"{len(runs)} runs ({len(failures)} failed) in {len(groups)} settings.\n\n" + table_markdown(
-        rows, metrics, failures
-    )
+    counts = {s: sum(r.status == s for r in runs) for s in ("failed", "incomplete", "unreadable")}
+    without = ", ".join([f"{counts['failed']} failed", *(f"{n} {s}" for s, n in counts.items() if n and s != "failed")])
+    head = f"{len(runs)} runs ({without}) in {len(groups)} settings; {len(runs) - len(failures)} complete.\n\n"
+    md = head + "".join(f"{w}\n\n" for w in warnings) + table_markdown(rows, metrics, failures)
     files = [out / "report.md", out / "report.tex", out / "report.csv"]
     files[0].write_text(md)
     files[1].write_text(to_latex(rows, metrics))
@@ -157,7 +238,8 @@ def report(
         files.append(plot_val_curves(_val_curves(groups, "val/wer"), out / "val_wer.png"))
         columns = by if by is not None else _metadata_columns(runs)
         files += [plot_wer_by(_wer_by(groups, c), c, out / f"wer_by_{c}.png") for c in columns]
-    return {"rows": rows, "markdown": md, "files": [f for f in files if f is not None], "groups": groups}
+    files = [f for f in files if f is not None]
+    return {"rows": rows, "markdown": md, "files": files, "groups": groups, "warnings": warnings}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -168,7 +250,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("paths", nargs="+", help="run dirs and/or sweep dirs (searched recursively)")
     parser.add_argument("--out", default=None, help="output folder (default: <the one dir given>/report)")
-    parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS))
+    parser.add_argument("--metrics", nargs="+", default=None, help=f"default: those of {' '.join(DEFAULT_METRICS)} "
+                        "that the runs have")  # fmt: skip
     ignore_help = "override keys (globs) that do not define a setting; seed is what runs average over"
     parser.add_argument("--ignore", nargs="*", default=list(DEFAULT_IGNORE), help=ignore_help)
     parser.add_argument("--by", nargs="*", default=None, help="metadata columns for WER bar charts (default: all)")
@@ -179,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
     print(result["markdown"])
+    for w in result["warnings"]:
+        print(w, file=sys.stderr)
     for f in result["files"]:
         print(f"wrote {f}", file=sys.stderr)
 
@@ -192,6 +277,8 @@ def _bootstrap_main(argv: Sequence[str]) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", default="test", help="predictions/<split>.jsonl of a run dir")
     args = parser.parse_args(argv)
+    if args.n < 1:
+        raise SystemExit(f"error: --n {args.n}: the number of bootstrap resamples must be at least 1")
     try:
         a, b = (_read_predictions(p, args.split) for p in (args.a, args.b))
         result = paired_bootstrap(a, b, args.n, args.seed)
@@ -209,6 +296,74 @@ def _bootstrap_main(argv: Sequence[str]) -> None:
 # ---------------------------------------------------------------- helpers
 
 
+def _has_result(run_dir: Path) -> bool:
+    return (run_dir / "metrics.json").exists() or (run_dir / "failed.json").exists()
+
+
+def _read_run(run_dir: Path) -> Run:
+    """A run as its files left it; an unreadable metrics.json or failed.json makes it `unreadable`, naming it."""
+    docs: dict[str, Any] = {}
+    for name in ("metrics.json", "failed.json"):
+        path = run_dir / name
+        if not path.exists() or (name == "failed.json" and docs.get("metrics.json")):
+            continue  # a run that failed, then finished on resume, is complete
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            problem = "empty file" if path.stat().st_size == 0 else f"{type(err).__name__}: {err}"
+            return Run(run_dir, run_overrides(run_dir), status="unreadable", problem=f"{path}: {problem}")
+        if not isinstance(doc, dict):
+            problem = f"{path}: holds a JSON {type(doc).__name__}, not an object"
+            return Run(run_dir, run_overrides(run_dir), status="unreadable", problem=problem)
+        docs[name] = doc
+    metrics, failure = docs.get("metrics.json", {}), docs.get("failed.json")
+    overrides = list(metrics.get("overrides") or (failure or {}).get("overrides") or run_overrides(run_dir))
+    if metrics:
+        return Run(run_dir, overrides, metrics)
+    if failure is not None:
+        return Run(run_dir, overrides, failure=failure, status="failed")
+    return Run(run_dir, overrides, status="incomplete")
+
+
+def _identity_key(run: Run) -> str | None:
+    ident = data_identity(run)
+    return None if ident is None else json.dumps(ident, sort_keys=True)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out |= _flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _check_metrics(runs: Sequence[Run], metrics: Sequence[str] | None) -> list[str]:
+    """The metrics to tabulate; a requested one that no complete run has is an error (a typo, most often)."""
+    have = sorted({k for r in runs if r.ok for k, v in r.metrics.items() if _is_number(v) and k != "seed"})
+    if metrics is None:
+        return [m for m in DEFAULT_METRICS if m in have] or list(DEFAULT_METRICS)
+    if not have:  # no complete run: the report lists why, whatever was asked
+        return list(metrics)
+    for m in metrics:
+        if m not in have:
+            close = difflib.get_close_matches(m, have, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"no run has metric {m!r}{hint}; the runs have: {', '.join(have)}")
+    return list(metrics)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _failure_text(failure: dict[str, Any] | None) -> str:
+    failure = failure or {}
+    return f"{failure.get('error', 'error')}: {str(failure.get('message', ''))[:200]}"
+
+
 def _read_predictions(path: str | Path, split: str = "test") -> list[dict[str, Any]]:
     p = Path(path)
     if p.is_dir():
@@ -223,7 +378,7 @@ def _wer_by(groups: dict[str, list[Run]], column: str) -> dict[str, dict[str, li
     wer: dict[str, dict[str, list[float]]] = {}
     for label, runs in groups.items():
         for r in runs:
-            stats = _breakdown(r, column) if r.failure is None else {}
+            stats = _breakdown(r, column) if r.ok else {}
             for value, s in stats.items():
                 wer.setdefault(label, {}).setdefault(value, []).append(s["wer"])
     return wer
@@ -241,9 +396,7 @@ def _breakdown(run: Run, column: str) -> dict[str, dict[str, Any]]:
 
 def _val_curves(groups: dict[str, list[Run]], metric: str) -> dict[str, list[dict[int, float]]]:
     """setting -> the `metric` curve of each seed's run that logged one, for `plot_val_curves`."""
-    return {
-        label: [c for r in runs if r.failure is None and (c := _curve(r.dir, metric))] for label, runs in groups.items()
-    }
+    return {label: [c for r in runs if r.ok and (c := _curve(r.dir, metric))] for label, runs in groups.items()}
 
 
 def _curve(run_dir: Path, metric: str) -> dict[int, float]:

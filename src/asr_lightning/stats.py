@@ -33,12 +33,15 @@ def summarize(values: Iterable[float], confidence: float = 0.95) -> dict[str, fl
 def utterance_errors(rows: Sequence[Mapping[str, Any]]) -> dict[str, tuple[int, int, str]]:
     """id -> (word errors, reference words, reference), from a predictions file's records.
 
-    Records from training's test stage carry S/D/I counts; others (e.g. predict.py's) are scored here.
+    Records from training's test stage carry S/D/I counts; others are scored here. predict.py writes the
+    hypothesis as `text`, which stands in for `hypothesis` when a record has none.
     """
     out = {}
     for r in rows:
+        if r.get("hypothesis") is None and r.get("text") is not None:
+            r = {**r, "hypothesis": r["text"]}
         if r.get("hypothesis") is None or r.get("reference") is None:
-            raise ValueError(f"record {r.get('id')!r} has no reference or hypothesis: cannot score it")
+            raise ValueError(f"record {r.get('id')!r} has no reference or hypothesis (or text): cannot score it")
         if not all(k in r for k in COUNT_KEYS):
             r = utterance_records([r])[0]
         if r["id"] in out:
@@ -59,13 +62,15 @@ def paired_bootstrap(
     Both systems are scored on the same resampled utterances each time, so per-utterance difficulty cancels.
 
     Args:
-        a: predictions records of system A (`id`, `reference`, `hypothesis`, optionally S/D/I counts).
+        a: predictions records of system A (`id`, `reference`, `hypothesis` or `text`, optionally S/D/I counts).
         b: the same for system B; must cover exactly the same ids with the same references.
 
     Returns:
         `wer_a`, `wer_b`, `diff` (B - A), `ci_low`/`ci_high` (percentile interval of the difference),
         `p_value` (two-sided, for "no difference"), `n_utterances`, `n_resamples`.
     """
+    if n_resamples < 1:
+        raise ValueError(f"the number of bootstrap resamples must be at least 1, got {n_resamples}")
     ea, eb = utterance_errors(a), utterance_errors(b)
     if set(ea) != set(eb):
         only_a, only_b = sorted(set(ea) - set(eb)), sorted(set(eb) - set(ea))
