@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
@@ -31,17 +30,19 @@ ROOT = Path(__file__).resolve().parent
 
 
 def train(cfg: DictConfig) -> dict[str, float | str]:
+    launch.check_config(cfg)  # everything that can reject the config, before any download
     L.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
-    ckpt_path = launch.resume_checkpoint(cfg.ckpt_path, out_dir)
+    ckpt_path = launch.resume_checkpoint(cfg.ckpt_path, out_dir, cfg.trainer.max_steps if cfg.train else None)
 
-    launch.check_config(cfg)  # everything that can reject the config, before any download
     datamodule = hydra.utils.instantiate(cfg.data)
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [hydra.utils.instantiate(lg) for lg in (cfg.get("logger") or {}).values()]
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
 
     datamodule.setup()  # the vocab comes from the data (train split or pretrained tokenizer)
+    if cfg.test and not len(datamodule.splits["test"]):  # found before training, not after it
+        raise launch.ConfigError("the test split is empty (data.test_fraction=0, or too little data): set test=false")
     model = hydra.utils.instantiate(
         cfg.model, vocab=datamodule.vocab, feature_extractor=datamodule.feature_extractor.to_dict()
     )
@@ -76,12 +77,14 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
 def fit_test_export(
     cfg: DictConfig, trainer: L.Trainer, model, datamodule, out_dir: Path, ckpt_path: str | None
 ) -> dict:
-    start = time.perf_counter()
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics: dict = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    metrics["train_time_s"] = round(time.perf_counter() - start, 1)
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    metrics["train_time_s"] = round(model.train_time_s, 1)  # every part of a resumed run
+    best_callback = trainer.checkpoint_callback
+    best = best_callback.best_model_path if best_callback else ""
+    if best and "val/wer_best" not in metrics and best_callback.best_model_score is not None:
+        metrics["val/wer_best"] = float(best_callback.best_model_score)  # a resume with no step left to train
     metrics["best_checkpoint"] = best
     ckpt = best or (None if cfg.train else ckpt_path)  # what is scored: the best, or the given checkpoint
 

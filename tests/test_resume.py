@@ -75,3 +75,56 @@ def test_sigterm_then_sigkill_then_resume_ends_as_an_uninterrupted_run(tmp_path:
     assert losses == sorted(set(losses)) and losses[0] == 0 and len(losses) == 12
     assert "before_resume" in json.loads((run / "provenance.json").read_text())
     assert not (run / "checkpoints" / "on_exception.ckpt").exists()  # a finished run removes it
+
+
+def test_a_failed_resume_leaves_no_trap_and_a_cut_checkpoint_is_refused(tmp_path: Path, cache_dir: Path) -> None:
+    run = tmp_path / "run"
+    first = [*FAST, "trainer.max_steps=6", "callbacks.periodic_checkpoint.every_n_train_steps=3",
+             f"data.cache_dir={cache_dir}", f"hydra.run.dir={run}"]  # fmt: skip
+    assert run_train([*first, *KILL, "test=false"], kill_at=5).returncode != 0  # killed: checkpoints at steps 3, 4
+    ckpts = run / "checkpoints"
+    furthest = rundir.latest_checkpoint(run)
+    step = global_step(furthest)
+    overrides = (run / ".hydra" / "overrides.yaml").read_text()
+
+    # an override that does not fit the checkpoint: the restore fails; no step-0 checkpoint, overrides kept
+    bad = run_train(["ckpt_path=last", f"hydra.run.dir={run}", "model.architecture.num_hidden_layers=1"])
+    assert bad.returncode != 0
+    assert not (ckpts / "on_exception.ckpt").exists() or global_step(ckpts / "on_exception.ckpt") == step
+    assert rundir.latest_checkpoint(run) == furthest and (run / ".hydra" / "overrides.yaml").read_text() == overrides
+
+    # every checkpoint cut short (a full disk, a kill mid-write): refused, twice, and nothing is overwritten
+    for ckpt in ckpts.glob("*.ckpt"):
+        ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    before = {p.name: p.read_bytes() for p in ckpts.glob("*.ckpt")}
+    for _ in range(2):
+        proc = run_train(["ckpt_path=last", f"hydra.run.dir={run}"])
+        assert proc.returncode != 0 and "error: no checkpoint of" in proc.stderr and "Traceback" not in proc.stderr
+    assert {p.name: p.read_bytes() for p in ckpts.glob("*.ckpt")} == before
+
+
+def test_a_second_run_into_a_held_run_dir_is_refused_at_once(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    with rundir.claim(run, resuming=False):  # this test process holds it, as a running training would
+        proc = run_train(["experiment=demo", f"hydra.run.dir={run}"])
+    assert proc.returncode != 0 and f"in use by another run (pid {os.getpid()}" in proc.stderr
+    assert not (run / "metrics.csv").exists()
+
+
+def test_resumed_metrics_keep_the_first_parts_training(tmp_path: Path, cache_dir: Path) -> None:
+    run = tmp_path / "run"
+    cfg = [*FAST, "trainer.max_steps=4", f"data.cache_dir={cache_dir}"]
+    first = train.train(compose_cfg("train", cfg, run, cache_dir))
+    more = train.train(compose_cfg("train", [*cfg, "trainer.max_steps=6", "ckpt_path=last"], run, cache_dir))
+    assert more["train_time_s"] >= first["train_time_s"]  # the time of both parts, not of the second alone
+    assert "val/wer_best" in more
+    # nothing left to train: a finished run is not rewritten
+    with pytest.raises(rundir.RunDirError, match="finished at step 6"):
+        train.train(compose_cfg("train", [*cfg, "trainer.max_steps=6", "ckpt_path=last"], run, cache_dir))
+
+
+def test_an_empty_test_split_is_refused_before_training(demo_cfg) -> None:
+    from asr_lightning.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="test split is empty"):
+        train.train(demo_cfg("data.test_fraction=0"))

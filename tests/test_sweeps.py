@@ -110,7 +110,7 @@ def test_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     ok, failed = job_dirs(sweep)
     assert (ok / "metrics.json").exists() and not (ok / "failed.json").exists()
     record = json.loads((failed / "failed.json").read_text())
-    assert record["error"] == "ValueError" and "model.lr=-1 must be > 0" in record["message"]
+    assert record["error"] == "ConfigError" and "model.lr=-1 must be > 0" in record["message"]  # a ValueError
     assert "model.lr=-1" in record["overrides"] and "Traceback" in record["traceback"]
     result = report.report([sweep], out=tmp_path / "report", plots=False)
     assert "1 failed" in result["markdown"] and "model.lr=-1 must be" in result["markdown"]

@@ -4,6 +4,7 @@ tables."""
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Sequence
@@ -15,12 +16,14 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.utilities.throughput import get_available_flops
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from asr_lightning.analysis import error_analysis
 from asr_lightning.scoring import utterance_records
 from asr_lightning.throughput import clips_flops, flops_coefficients
 from asr_lightning.tracking import wandb_logger
 
+log = logging.getLogger(__name__)
 # the compute dtype of each Lightning precision setting, for the peak-FLOP/s table
 _PRECISION_DTYPE = {"bf16-mixed": torch.bfloat16, "bf16-true": torch.bfloat16, "16-mixed": torch.float16}
 
@@ -42,14 +45,53 @@ class ExceptionCheckpoint(L.Callback):
         if not filename:
             raise ValueError("callbacks.on_exception.filename cannot be empty")
         self.path = Path(dirpath) / f"{filename}.ckpt"
+        self._start_step: int | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start_step = trainer.global_step  # after a resume's restore
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if trainer.state.fn == "fit":
+        # Only a run that got further than where it started has something to save. A failed restore (a
+        # checkpoint that does not load, an override that does not fit it) has not: its step-0 checkpoint would
+        # be newer than the run's real ones, and the next resume would restart from zero over them.
+        if trainer.state.fn != "fit" or self._start_step is None or trainer.global_step <= self._start_step:
+            return
+        try:
             trainer.save_checkpoint(self.path)
+        except Exception as err:  # e.g. a full disk: keep the exception that stopped the run the one reported
+            log.error("could not write %s (%s); the run stopped because of: %r", self.path, err, exception)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
             trainer.strategy.remove_checkpoint(self.path)
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's `ModelCheckpoint`, for a run dir that may be moved or copied before it is resumed.
+
+    A checkpoint records its callback's folder and best/last checkpoint files as absolute paths. Resumed from
+    another place, Lightning keeps the old `best_model_path`, so the test stage would score the original run's
+    file (or fail where it was moved away). Here the files of the recorded folder are taken as the same files in
+    this run's folder. The state key stays `ModelCheckpoint`'s, so checkpoints of either class resume.
+    """
+
+    @property
+    def state_key(self) -> str:
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and Path(old) != Path(self.dirpath):
+
+            def moved(path: Any) -> Any:
+                here = Path(self.dirpath) / Path(path).name
+                return str(here) if path and Path(path).parent == Path(old) else path
+
+            state_dict = dict(state_dict, dirpath=self.dirpath)
+            for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+                state_dict[key] = moved(state_dict.get(key, ""))
+            state_dict["best_k_models"] = {moved(k): v for k, v in state_dict.get("best_k_models", {}).items()}
+        super().load_state_dict(state_dict)
 
 
 class ThroughputLogger(L.Callback):

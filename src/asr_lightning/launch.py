@@ -21,6 +21,8 @@ import os
 import re
 import sys
 import traceback
+import types
+import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,22 +31,23 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
+from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from asr_lightning import rundir
+from asr_lightning.errors import ConfigError
 from asr_lightning.hub import HubUnavailableError
 from asr_lightning.precision import resolve_precision
 
 log = logging.getLogger("train")
 
 
-class ConfigError(ValueError):
-    """A setting that cannot work, found before anything loads; the entry points print it as one line."""
-
-
 # the command line as typed: `multirun_job` rewrites sys.argv for each job of a multirun
 LAUNCH_ARGV = list(sys.argv)
+# `.hydra/overrides.yaml` of the run being resumed, as it was before this launch (path -> text)
+RESUMED_OVERRIDES: dict[str, str] = {}
 
 
 def register_resolvers() -> None:
@@ -93,12 +96,21 @@ def wandb_resume_id() -> str | None:
     return rundir.wandb_run_id(HydraConfig.get().runtime.output_dir)
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Reject keys the target classes do not take (typos in config files) and impossible model values.
+# The top-level settings of train.yaml and what each takes: `seed=abc` must not reach seed_everything.
+RUN_SETTINGS = {"seed": int, "train": bool, "validate": bool, "test": bool}
 
-    Command-line typos are Hydra's (struct mode); the data module checks its values when constructed,
-    the model here because it is built only after the data is loaded.
+
+def check_config(cfg: DictConfig) -> None:
+    """Reject keys the target classes do not take (typos in config files), values of the wrong type and
+    impossible model values, each with a `ConfigError` naming the key.
+
+    Command-line typos are Hydra's (struct mode). A value's type is checked against the annotation of its
+    target's argument where that is a plain int, float or bool (or None); the data module checks its values
+    when constructed, the model here because it is built only after the data is loaded.
     """
+    for name, kind in RUN_SETTINGS.items():
+        if name in cfg and not _fits(cfg[name], kind):
+            raise ConfigError(f"{name}={cfg[name]!r} must be {_describe(kind)}")
     targets = {"data": cfg.data, "model": cfg.model, "trainer": cfg.trainer}
     targets |= {f"callbacks.{k}": v for k, v in (cfg.get("callbacks") or {}).items()}
     targets |= {f"logger.{k}": v for k, v in (cfg.get("logger") or {}).items()}
@@ -112,20 +124,101 @@ def check_config(cfg: DictConfig) -> None:
             if name not in params and not name.startswith("_"):
                 close = difflib.get_close_matches(name, params, n=1)
                 hint = f"did you mean {key}.{close[0]}? " if close else ""
-                raise ValueError(
+                raise ConfigError(
                     f"{key}.{name} is not an argument of {node._target_}: {hint}its arguments are {sorted(params)}"
                 )
+        _check_types(key, node, hydra.utils.get_class(node._target_))
     model_cls = hydra.utils.get_class(cfg.model._target_)
-    model_cls.check_hparams(**{k: v for k, v in cfg.model.items() if not k.startswith("_")})
+    try:
+        model_cls.check_hparams(**{k: v for k, v in cfg.model.items() if not k.startswith("_")})
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if not cfg.train and cfg.ckpt_path is None and cfg.model.get("pretrained") is None:
+        raise ConfigError(
+            "train=false evaluates a model, and there is none: give ckpt_path=<a .ckpt> (or model.pretrained=...);"
+            " a random-init model would be scored and exported as if trained"
+        )
 
 
-def resume_checkpoint(ckpt_path: str | None, out_dir: Path) -> str | None:
-    """`ckpt_path` as Lightning takes it: `last` is this run dir's latest checkpoint (None: a fresh start)."""
-    if ckpt_path != "last":
-        return ckpt_path
-    found = rundir.latest_checkpoint(out_dir)
-    log.info("ckpt_path=last: %s", f"resuming {found}" if found else f"no checkpoint in {out_dir}: a fresh start")
-    return str(found) if found else None
+def _check_types(key: str, node: DictConfig, cls: type) -> None:
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # an annotation that does not resolve here: the target checks its own values
+        return
+    for name in node:
+        if name in hints and not OmegaConf.is_missing(node, name) and not OmegaConf.is_interpolation(node, name):
+            if not _fits(node[name], hints[name]):
+                raise ConfigError(f"{key}.{name}={node[name]!r} must be {_describe(hints[name])}")
+
+
+def _fits(value: object, annotation: object) -> bool:
+    """Whether `value` can be an argument annotated `annotation`; only int, float, bool and None are judged."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in typing.get_args(annotation))
+    if annotation in (int, float):  # an int is a float here; a bool is neither
+        return isinstance(value, int if annotation is int else int | float) and not isinstance(value, bool)
+    if annotation in (bool, type(None)):
+        return isinstance(value, annotation)
+    return True  # str, classes, containers, literals: the target's to check
+
+
+def _describe(annotation: object) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", type(None): "null"}
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    parts = typing.get_args(annotation) if union else (annotation,)
+    return " or ".join(names.get(a, getattr(a, "__name__", str(a))) for a in parts)
+
+
+def drop_progress_bar(cfg: DictConfig) -> None:
+    """`trainer.enable_progress_bar=false` turns the configured progress-bar callback off too.
+
+    Lightning refuses a progress-bar callback beside `enable_progress_bar=False`, and a config group's entry
+    cannot depend on another key, so the callback is dropped here, before anything is built.
+    """
+    callbacks = cfg.get("callbacks") or {}
+    if cfg.trainer.get("enable_progress_bar", True) is not False:
+        return
+    for name in [k for k, c in callbacks.items() if c is not None and "_target_" in c]:
+        if issubclass(hydra.utils.get_class(callbacks[name]._target_), ProgressBar):
+            with open_dict(cfg):
+                del callbacks[name]
+
+
+def resume_checkpoint(ckpt_path: str | None, out_dir: Path, max_steps: int | None = None) -> str | None:
+    """`ckpt_path` as Lightning takes it: `last` is this run dir's furthest checkpoint that loads (None: a fresh
+    start), a path must exist and load. Checked before any data is prepared.
+
+    Args:
+        ckpt_path: `last`, a checkpoint file, or None.
+        out_dir: the run dir.
+        max_steps: when training, `trainer.max_steps`: resuming a finished run (`metrics.json`) that would not
+            train a step further is refused rather than rewriting its results.
+
+    Raises:
+        ConfigError: a checkpoint file that does not exist or does not load.
+        rundir.RunDirError: `last` with checkpoints none of which loads, or a finished run with nothing to train.
+    """
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "last":
+        found = rundir.latest_checkpoint(out_dir)
+        log.info("ckpt_path=last: %s", f"resuming {found}" if found else f"no checkpoint in {out_dir}: a fresh start")
+        if found is None:
+            return None
+    else:
+        found = Path(ckpt_path)
+        if not found.is_file():
+            raise ConfigError(f"ckpt_path={ckpt_path}: no such file (a Lightning .ckpt, or `last` to resume this run)")
+    try:
+        step = rundir.checkpoint_step(found)
+    except Exception as err:
+        raise ConfigError(f"ckpt_path={found} does not load ({type(err).__name__}: {str(err)[:160]})") from None
+    if max_steps is not None and 0 <= max_steps <= step and (out_dir / "metrics.json").exists():
+        raise rundir.RunDirError(
+            f"{out_dir} finished at step {step} (trainer.max_steps={max_steps}): a resume would train nothing and"
+            " rewrite its results. Raise trainer.max_steps to train further"
+        )
+    return str(found)
 
 
 def resume_argv(argv: list[str], config_dir: str | Path, config_name: str = "train") -> list[str]:
@@ -163,6 +256,9 @@ def resume_argv(argv: list[str], config_dir: str | Path, config_name: str = "tra
     if run is None:  # nothing to resume, or a checkpoint from elsewhere: a new run dir
         return argv
     merged = rundir.merge_overrides(rundir.run_overrides(run), [a for a in args if not a.startswith("hydra.run.dir=")])
+    overrides_file = Path(run) / ".hydra" / "overrides.yaml"
+    if overrides_file.is_file():  # Hydra rewrites it at start: a resume that fails puts the run's own back
+        RESUMED_OVERRIDES[str(overrides_file)] = overrides_file.read_text()
     print(f"resuming in {run} with overrides: {' '.join(merged)}", file=sys.stderr)
     return [argv[0], *merged, f"hydra.run.dir={run}"]
 
@@ -176,18 +272,22 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float:
     - An unreachable Hub exits with its message and no traceback.
     """
     register_resolvers()  # also in job processes that did not run the entry point's __main__ (submitit)
+    out_dir = Path(cfg.paths.output_dir)
     try:
-        with multirun_job() if in_multirun() else contextlib.nullcontext():
+        drop_progress_bar(cfg)
+        with multirun_job() if in_multirun() else contextlib.nullcontext(), _claim(out_dir, cfg):
             metrics = task(cfg)
     except SIGTERMException:  # preempted: ExceptionCheckpoint wrote checkpoints/on_exception.ckpt
         ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "on_exception.ckpt"
         log.error("stopped by SIGTERM; resume with: python train.py ckpt_path=%s", ckpt)
         raise SystemExit(143) from None  # 128 + SIGTERM, as if killed: schedulers see a failed job
     except Exception as err:
+        for path, text in RESUMED_OVERRIDES.items():  # a failed resume leaves the run's overrides as they were
+            Path(path).write_text(text)
         if in_multirun():  # record it in the job's dir and let the sweep go on
             record_failure(Path(cfg.paths.output_dir), err)
             return float("nan")  # optuna marks the trial failed
-        if isinstance(err, HubUnavailableError):
+        if isinstance(err, HubUnavailableError | ConfigError | rundir.RunDirError):
             raise SystemExit(f"error: {err}") from None
         raise
     value = metrics.get(cfg.optimized_metric)
@@ -195,6 +295,14 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float:
         log.warning("optimized_metric=%s was not logged (no validation ran?); returning NaN", cfg.optimized_metric)
         return float("nan")
     return float(value)
+
+
+def _claim(out_dir: Path, cfg: DictConfig) -> contextlib.AbstractContextManager:
+    """The run dir, held for this run (`rundir.claim`) by the process of global rank 0 (DDP's other ranks run in
+    the same dir)."""
+    if rank_zero_only.rank != 0:
+        return contextlib.nullcontext()
+    return rundir.claim(out_dir, resuming=cfg.ckpt_path is not None)
 
 
 @contextlib.contextmanager

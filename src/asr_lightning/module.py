@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,8 @@ class ASRModule(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.processor: Wav2Vec2Processor = build_processor(vocab, feature_extractor)
         self.decoder = GreedyDecoder(self.processor.tokenizer)  # the one predict.py uses too
+        self._fit_started: float | None = None
+        self._train_time_before = 0.0
         tokenizer = self.processor.tokenizer
         regularisation = dict(
             layerdrop=layerdrop, mask_time_prob=mask_time_prob, mask_time_length=mask_time_length,
@@ -152,6 +155,10 @@ class ASRModule(L.LightningModule):
     def check_hparams(cls, **hparams: Any) -> None:
         """Fail on impossible values, naming the `model.` key and what it allows (train.py calls this before
         any download; `__init__` too). Keys not given are not checked."""
+        for key in (*cls.PROBABILITIES, *cls.POSITIVE):  # `model.lr=abc` would fail the comparisons below
+            value = hparams.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise ValueError(f"model.{key}={value!r} must be a number")
         for key in cls.PROBABILITIES:
             value = hparams.get(key)
             if value is not None and not 0 <= value <= 1:
@@ -324,11 +331,20 @@ class ASRModule(L.LightningModule):
         # The full architecture, so `from_checkpoint` needs no Hub access for pretrained-based runs.
         checkpoint["hf_config"] = self.model.config.to_dict()
         checkpoint["nonfinite_steps"] = [self.nonfinite_steps, self._nonfinite_streak]
+        checkpoint["train_time_s"] = self.train_time_s
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.nonfinite_steps, self._nonfinite_streak = checkpoint.get("nonfinite_steps", [0, 0])
+        self._train_time_before = float(checkpoint.get("train_time_s", 0.0))
+
+    @property
+    def train_time_s(self) -> float:
+        """Seconds spent in `fit`, summed over the parts of a resumed run."""
+        ran = 0.0 if self._fit_started is None else time.perf_counter() - self._fit_started
+        return self._train_time_before + ran
 
     def on_fit_start(self) -> None:
+        self._fit_started = time.perf_counter()
         if self.trainer.ckpt_path:
             # Lightning #20550: `estimated_stepping_batches` (our scheduler's length) builds the train loader
             # before the checkpoint's loop state is restored, and fit then keeps that loader without its saved
