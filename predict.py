@@ -22,9 +22,9 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from asr_lightning.analysis import score_transcripts
+from asr_lightning.errors import ConfigError
 from asr_lightning.hub import HubUnavailableError
 from asr_lightning.inputs import InputError, dataset_inputs, expand_inputs
-from asr_lightning.launch import ConfigError
 from asr_lightning.plots import plot_grid
 from asr_lightning.precision import resolve_precision
 from asr_lightning.scoring import check_output, summarize_transcripts, write_transcripts

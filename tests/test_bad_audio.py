@@ -107,6 +107,30 @@ def test_audio_error_keeps_its_reason_through_pickle() -> None:
 
 
 def test_audio_error_reason_must_be_known() -> None:
-    assert AUDIO_ERROR_REASONS == ("missing_file", "undecodable", "empty_audio", "non_finite_audio")
+    assert AUDIO_ERROR_REASONS == ("missing_file", "undecodable", "truncated", "empty_audio", "non_finite_audio")
     with pytest.raises(ValueError, match="reason"):
         AudioError("x.wav", reason="unreadable")
+
+
+@pytest.mark.parametrize("fmt", ["WAV", "AIFF", "MP3"])
+def test_audio_cut_short_mid_data_is_truncated_not_a_shorter_clip(tmp_path: Path, fmt: str) -> None:
+    if fmt not in sf.available_formats():
+        pytest.skip(f"this libsndfile cannot write {fmt}")
+    path = tmp_path / f"cut.{fmt.lower()}"
+    sf.write(path, tone(1.0, SR), SR, format=fmt)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 3 // 4])  # an interrupted copy: the header is whole
+    promises = r"its header promises 16000 frames, the file holds \d+"
+    with pytest.raises(AudioError, match=rf"cut\.{fmt.lower()} is truncated: {promises}") as info:
+        load_audio(path, SR)
+    assert info.value.reason == "truncated"
+    with pytest.raises(AudioError, match=rf"<bytes> is truncated: {promises}") as info:
+        load_audio(path.read_bytes(), SR)
+    assert info.value.reason == "truncated"
+
+
+def test_streamed_wav_without_a_length_decodes(tmp_path: Path) -> None:
+    # a WAV written to a pipe (ffmpeg ... -f wav -) declares its data chunk as 0xFFFFFFFF bytes: not a promise
+    data = bytearray(_wav_bytes(tmp_path / "s.wav"))
+    at = data.index(b"data") + 4
+    data[at : at + 4] = b"\xff\xff\xff\xff"
+    assert len(load_audio(bytes(data), SR)) == SR

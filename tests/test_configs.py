@@ -146,3 +146,41 @@ def test_misspelt_command_line_key_is_rejected_by_hydra() -> None:
                           text=True, timeout=120)  # fmt: skip
     assert proc.returncode != 0
     assert "Key 'max_batch_second' is not in struct" in proc.stderr and "full_key: data.max_batch_second" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.max_steps=abc", "trainer.max_steps='abc' must be an integer"),
+        ("trainer.max_steps=1.5", "trainer.max_steps=1.5 must be an integer"),
+        ("model.lr=abc", "model.lr='abc' must be a number"),
+        ("seed=abc", "seed='abc' must be an integer"),
+        ("model.lr=-1", "model.lr=-1 must be > 0"),
+    ],
+)
+def test_a_wrong_type_or_value_is_a_config_error_naming_the_key(override: str, message: str, tmp_path: Path) -> None:
+    import re
+
+    with pytest.raises(launch.ConfigError, match=re.escape(message)):
+        launch.check_config(compose_cfg("train", [override], tmp_path))
+
+
+def test_a_wrong_type_is_one_line_on_the_command_line() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "train.py", "trainer.max_steps=abc"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == ["error: trainer.max_steps='abc' must be an integer"]
+
+
+def test_progress_bar_off_drops_the_progress_bar_callback(tmp_path: Path) -> None:
+    import hydra
+
+    cfg = compose_cfg("train", ["trainer.enable_progress_bar=false"], tmp_path)
+    launch.drop_progress_bar(cfg)
+    assert "progress_bar" not in cfg.callbacks and "model_checkpoint" in cfg.callbacks
+    callbacks = [hydra.utils.instantiate(c) for c in cfg.callbacks.values()]
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=False)  # Lightning refused both
+    assert trainer.progress_bar_callback is None

@@ -165,6 +165,32 @@ def test_bad_clips_are_skipped_counted_and_named(tmp_path: Path, cache_dir: Path
     assert dict(zip(dm.splits["train"]["id"], dm.splits["train"]["text"], strict=True))["NA"] == "NONE"
 
 
+def test_a_wav_cut_short_mid_data_is_counted_as_truncated(tmp_path: Path, cache_dir: Path) -> None:
+    folder = tmp_path / "corpus"
+    (folder / "audio").mkdir(parents=True)
+    with open(DEMO_DIR / "metadata.csv", newline="") as f:
+        rows = list(csv.DictReader(f))[:12]
+    for r in rows:
+        shutil.copy(DEMO_DIR / r["file_name"], folder / r["file_name"])
+    speech, sr = sf.read(DEMO_DIR / rows[0]["file_name"], dtype="float32")
+    sf.write(folder / "audio" / "cut.wav", speech, sr)
+    cut = (folder / "audio" / "cut.wav").read_bytes()
+    (folder / "audio" / "cut.wav").write_bytes(cut[: len(cut) // 2])  # an interrupted copy: the header is whole
+    rows.append({"file_name": "audio/cut.wav", "transcription": rows[0]["transcription"], "id": "cut"})
+    write_metadata(folder, rows)
+    settings = dict(
+        dataset="audiofolder", data_dir=str(folder), id_column="id", vocab="train", val_fraction=0.0,
+        test_fraction=0.0, cache_dir=str(cache_dir), output_dir=str(tmp_path / "run"),
+    )  # fmt: skip
+    ASRDataModule(**settings).setup()
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())["train"]
+    assert report["skipped"] == dict.fromkeys(SKIP_REASONS, 0) | {"truncated": 1}
+    assert report["skipped_ids"] == {"truncated": ["cut"]} and report["kept"] == 12
+    with pytest.raises(AudioError, match=r"train clip cut: .*cut\.wav is truncated: its header promises") as info:
+        ASRDataModule(**settings | {"on_bad_audio": "error", "output_dir": str(tmp_path / "run2")}).setup()
+    assert info.value.reason == "truncated" and "(truncated); data.on_bad_audio=skip" in str(info.value)
+
+
 # ---------------------------------------------------------------- one corpus with every kind of bad clip
 
 CLEAN = 12  # demo clips copied as they are
@@ -267,8 +293,8 @@ def test_every_bad_clip_kind_is_skipped_by_reason_and_valid_formats_kept(
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     train = report["train"]
     assert train["skipped"] == {
-        "missing_file": 1, "undecodable": 2, "empty_audio": 1, "non_finite_audio": 1, "silent": 1, "empty_text": 2,
-        "ignored_chars_only": 1, "oov_chars": 1, "too_short": 1, "too_long": 1, "unalignable": 1,
+        "missing_file": 1, "undecodable": 2, "truncated": 0, "empty_audio": 1, "non_finite_audio": 1, "silent": 1,
+        "empty_text": 2, "ignored_chars_only": 1, "oov_chars": 1, "too_short": 1, "too_long": 1, "unalignable": 1,
     }  # fmt: skip
     assert list(train["skipped"]) == list(SKIP_REASONS)
     assert train["skipped_ids"] == {

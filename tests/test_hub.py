@@ -166,3 +166,15 @@ def test_switch_is_undone_by_monkeypatch(hf_cache: Path) -> None:
         datasets.config.HF_HUB_OFFLINE,
     )
     assert after == before
+
+
+@pytest.mark.parametrize("name", ["./no_model", "~/no_model", "/no/such/model", "runs/x/hf_model"])
+def test_a_missing_local_directory_is_no_such_directory_not_an_unreachable_hub(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def probe() -> None:
+        raise AssertionError("a local path must not probe the Hub")
+
+    monkeypatch.setattr(hub, "ensure_hub_or_offline", probe)
+    with pytest.raises(FileNotFoundError, match=f"{name}: no such directory"):
+        hub.from_pretrained(Wav2Vec2ForCTC, name)

@@ -283,6 +283,22 @@ def test_a_clip_shorter_than_the_receptive_field_is_an_error_entry(trained_run: 
     assert rows[1]["reason"] == "too_short" and "tiny.wav" in rows[1]["error"]
 
 
+def test_a_wav_cut_short_mid_data_is_a_truncated_entry(trained_run: Path, tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    cut = tmp_path / "cut.wav"
+    sf.write(cut, np.full(16000, 0.1, dtype=np.float32), 16000)
+    cut.write_bytes(cut.read_bytes()[:20000])  # the header still promises 1 s
+    good = sorted((DEMO_DIR / "audio").glob("*.flac"))[0]
+    out = tmp_path / "pred.jsonl"
+    predict_here(tmp_path, f"ckpt_path={trained_run / 'hf_model'}", f"inputs=[{cut},{good}]", f"output={out}")
+    rows = read_jsonl(out)
+    assert rows[0]["reason"] == "truncated" and "text" not in rows[0]
+    assert "cut.wav is truncated: its header promises 16000 frames, the file holds 9978" in rows[0]["error"]
+    assert "text" in rows[1]
+
+
 def test_analysis_breaks_wer_down_by_metadata_only(trained_run: Path, tmp_path: Path) -> None:
     clips = sorted((DEMO_DIR / "audio").glob("*.flac"))[:3]
     manifest = tmp_path / "m.jsonl"
@@ -317,3 +333,33 @@ def test_a_bad_setting_is_one_line_on_the_command_line(tmp_path: Path) -> None:
 def test_output_that_is_a_folder_is_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="is a folder: give a file"):
         predict_here(tmp_path, "ckpt_path=unused", "inputs=[x.wav]", f"output={tmp_path}")
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("missing.ckpt", r"ckpt_path=missing.ckpt: no such file"),
+        ("cut.ckpt", r"ckpt_path=.*cut.ckpt does not load \(.*\): the file is cut short"),
+        ("run", r"ckpt_path=.*run is a directory without a model .*: use .*run/hf_model"),
+        ("./no_model", r"ckpt_path=./no_model: no such directory"),
+    ],
+)
+def test_a_missing_or_corrupt_model_is_a_config_error(trained_run: Path, tmp_path: Path, given: str, message: str):
+    from asr_lightning.errors import ConfigError
+
+    ckpt = next((trained_run / "checkpoints").glob("*.ckpt"))
+    (tmp_path / "cut.ckpt").write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])  # a save cut short
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)  # a run dir given instead of its hf_model
+    path = given if given.startswith(("missing", "./")) else str(tmp_path / given)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_model(path)
+    assert "weights_only" not in str(info.value)
+
+
+def test_a_cut_short_checkpoint_is_one_line_on_the_command_line(trained_run: Path, tmp_path: Path) -> None:
+    ckpt = next((trained_run / "checkpoints").glob("*.ckpt"))
+    (tmp_path / "cut.ckpt").write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    clip = sorted((DEMO_DIR / "audio").glob("*.flac"))[0]
+    proc = run_predict(tmp_path, f"ckpt_path={tmp_path / 'cut.ckpt'}", f"inputs=[{clip}]")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "weights_only" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith(f"error: ckpt_path={tmp_path}")

@@ -47,7 +47,7 @@ WAV2VEC2_CONV_KERNEL = (10, 3, 3, 3, 3, 2, 2)
 WAV2VEC2_CONV_STRIDE = (5, 2, 2, 2, 2, 2, 2)
 # Why a clip is left out, in the order they are checked: the audio, then the transcript, then the fit of the two.
 SKIP_REASONS = (
-    *AUDIO_ERROR_REASONS,  # missing_file, undecodable, empty_audio, non_finite_audio
+    *AUDIO_ERROR_REASONS,  # missing_file, undecodable, truncated, empty_audio, non_finite_audio
     "silent",  # digital silence under a non-empty transcript: a broken recording
     "empty_text",  # no transcript, or only whitespace
     "ignored_chars_only",  # nothing left once `chars_to_ignore` is deleted

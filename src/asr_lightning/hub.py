@@ -42,9 +42,17 @@ def load_dataset(path: str, **kwargs: Any) -> datasets.DatasetDict:
 
 
 def from_pretrained(cls: type[T], name_or_path: str, what: str = "model", **kwargs: Any) -> T:
-    """`cls.from_pretrained(name_or_path)` failing fast with `HubUnavailableError` when offline."""
-    if Path(name_or_path).is_dir():
-        return cls.from_pretrained(name_or_path, **kwargs)  # type: ignore[attr-defined]
+    """`cls.from_pretrained(name_or_path)` failing fast with `HubUnavailableError` when offline.
+
+    Raises:
+        FileNotFoundError: `name_or_path` looks like a local path (absolute, `.`/`~`, or more than `org/name`)
+            and no such directory exists: not a Hub id, so not a question of reaching the Hub.
+        HubUnavailableError: a Hub id, the Hub unreachable and the id not cached.
+    """
+    if Path(name_or_path).expanduser().is_dir():
+        return cls.from_pretrained(str(Path(name_or_path).expanduser()), **kwargs)  # type: ignore[attr-defined]
+    if looks_local(name_or_path):
+        raise FileNotFoundError(f"{name_or_path}: no such directory (a {what} directory, or a Hub id `org/name`)")
     ensure_hub_or_offline()
     try:
         return cls.from_pretrained(name_or_path, **kwargs)  # type: ignore[attr-defined]
@@ -52,6 +60,12 @@ def from_pretrained(cls: type[T], name_or_path: str, what: str = "model", **kwar
         if is_offline():
             raise HubUnavailableError(_help(what, name_or_path, huggingface_hub.constants.HF_HUB_CACHE)) from err
         raise
+
+
+def looks_local(name: str) -> bool:
+    """Whether `name` can only be a local path: absolute, starting with `.` or `~`, or with more parts than a Hub
+    id's `org/name`."""
+    return Path(name).is_absolute() or name.startswith((".", "~")) or len(Path(name).parts) > 2
 
 
 def ensure_hub_or_offline(timeout_s: float = 3.0) -> None:

@@ -17,6 +17,7 @@ from asr_lightning.audio import AudioError, load_audio
 from asr_lightning.chunking import chunked_logits
 from asr_lightning.collate import CTCCollator
 from asr_lightning.decode import BeamDecoder, GreedyDecoder, confidences, grid_search, word_times
+from asr_lightning.errors import ConfigError
 from asr_lightning.frontend import frame_seconds, input_features, output_frames
 from asr_lightning.hub import from_pretrained
 from asr_lightning.inputs import AudioInput
@@ -29,16 +30,39 @@ log = logging.getLogger(__name__)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Wav2Vec2ForCTC, Wav2Vec2Processor]:
-    """Model and processor from a `.ckpt` file, a `save_pretrained` directory or a Hub id, in eval mode."""
+    """Model and processor from a `.ckpt` file, a `save_pretrained` directory or a Hub id, in eval mode.
+
+    Raises:
+        ConfigError: a missing, cut-short or foreign checkpoint; a directory without an exported model; a local
+            path that does not exist. Each names `ckpt_path` and what to give instead.
+        hub.HubUnavailableError: a Hub id that is not cached while the Hub cannot be reached.
+    """
+
     path = str(path)
     if path.endswith(".ckpt"):
         from asr_lightning.module import ASRModule
 
-        module = ASRModule.from_checkpoint(path, map_location=device)
+        if not Path(path).is_file():
+            raise ConfigError(f"ckpt_path={path}: no such file (give a .ckpt, a run's hf_model dir or a Hub id)")
+        try:
+            module = ASRModule.from_checkpoint(path, map_location=device)
+        except Exception as err:  # torch's messages (IndexError, zip errors, weights_only advice) mislead here
+            raise ConfigError(
+                f"ckpt_path={path} does not load ({type(err).__name__}): the file is cut short (an interrupted copy"
+                " or save) or not a checkpoint of this project; use another checkpoint or the run's hf_model dir"
+            ) from None
         model, processor = module.model, module.processor
     else:
-        model = from_pretrained(Wav2Vec2ForCTC, path, what="model")
-        processor = from_pretrained(Wav2Vec2Processor, path, what="processor")
+        folder = Path(path).expanduser()
+        if folder.is_dir() and not (folder / "config.json").is_file():
+            run = (folder / "hf_model").is_dir() or (folder / "checkpoints").is_dir()
+            fix = f"use {folder / 'hf_model'}" if run else "give a run's exported model (<run>/hf_model)"
+            raise ConfigError(f"ckpt_path={path} is a directory without a model (config.json, weights): {fix}")
+        try:
+            model = from_pretrained(Wav2Vec2ForCTC, path, what="model")
+            processor = from_pretrained(Wav2Vec2Processor, path, what="processor")
+        except FileNotFoundError as err:
+            raise ConfigError(f"ckpt_path={err}") from None
     return model.to(device).eval(), processor
 
 
@@ -71,7 +95,7 @@ def transcribe(
     Returns:
         One dict per input, in input order: `id`, `path`, `text`, `duration_s` and `confidence` (and
         `reference` and metadata when the input has them; `words` with `timestamps`), or `id`, `path`,
-        `error` and `reason` (`missing_file`, `undecodable`, `empty_audio` or `non_finite_audio`).
+        `error` and `reason` (`missing_file`, `undecodable`, `truncated`, `empty_audio` or `non_finite_audio`).
     """
     utts = [u if isinstance(u, AudioInput) else AudioInput(Path(u), str(u)) for u in inputs]
     audio, results = read_inputs(utts, processor.feature_extractor.sampling_rate, model.config)
