@@ -128,3 +128,24 @@ def test_an_empty_test_split_is_refused_before_training(demo_cfg) -> None:
 
     with pytest.raises(ConfigError, match="test split is empty"):
         train.train(demo_cfg("data.test_fraction=0"))
+
+
+def test_sigterm_in_the_test_stage_names_the_resume_and_the_resume_finishes(tmp_path: Path, cache_dir: Path) -> None:
+    run = tmp_path / "run"
+    args = [
+        *FAST,
+        "trainer.max_steps=4",
+        "data.eval_batch_size=2",
+        f"data.cache_dir={cache_dir}",
+        f"hydra.run.dir={run}",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "KILL_SIGNAL": "SIGTERM", "KILL_AT_TEST_BATCH": "0"}
+    proc = subprocess.run([sys.executable, "train.py", *args, *KILL], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 143, proc.stderr[-2000:]
+    assert f"stopped by SIGTERM; resume with: python train.py ckpt_path=last hydra.run.dir={run}" in proc.stderr
+    assert not (run / "metrics.json").exists()
+    resumed = run_train(["ckpt_path=last", f"hydra.run.dir={run}"])  # no step left to train: it scores and exports
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"test/wer", "val/wer_best"} <= set(metrics) and (run / "hf_model").is_dir()

@@ -19,12 +19,15 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import traceback
 import types
 import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
@@ -275,11 +278,10 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float:
     out_dir = Path(cfg.paths.output_dir)
     try:
         drop_progress_bar(cfg)
-        with multirun_job() if in_multirun() else contextlib.nullcontext(), _claim(out_dir, cfg):
+        with multirun_job() if in_multirun() else contextlib.nullcontext(), _claim(out_dir, cfg), _sigterm_raises():
             metrics = task(cfg)
-    except SIGTERMException:  # preempted: ExceptionCheckpoint wrote checkpoints/on_exception.ckpt
-        ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "on_exception.ckpt"
-        log.error("stopped by SIGTERM; resume with: python train.py ckpt_path=%s", ckpt)
+    except SIGTERMException:  # preempted: in fit, ExceptionCheckpoint wrote checkpoints/on_exception.ckpt
+        log.error("stopped by SIGTERM; resume with: python train.py ckpt_path=last hydra.run.dir=%s", out_dir)
         raise SystemExit(143) from None  # 128 + SIGTERM, as if killed: schedulers see a failed job
     except Exception as err:
         for path, text in RESUMED_OVERRIDES.items():  # a failed resume leaves the run's overrides as they were
@@ -295,6 +297,29 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float:
         log.warning("optimized_metric=%s was not logged (no validation ran?); returning NaN", cfg.optimized_metric)
         return float("nan")
     return float(value)
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises `SIGTERMException` wherever the run is, so it always ends with the resume command.
+
+    Inside `fit`, `validate` and `test` Lightning installs its own handler (it finishes the step, and this one
+    is chained after it and stands aside); between them (preparing data, scoring, exporting) the default action
+    would kill the process without a word.
+    """
+
+    def handler(signum: int, frame: Any) -> None:
+        if signal.getsignal(signal.SIGTERM) is handler:  # not chained by Lightning: nothing else will stop us
+            raise SIGTERMException
+
+    if threading.current_thread() is not threading.main_thread():  # signals go to the main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _claim(out_dir: Path, cfg: DictConfig) -> contextlib.AbstractContextManager:

@@ -21,3 +21,10 @@ class KillSwitch(L.Callback):
         if trainer.global_step == step:
             os.environ["KILL_AT_STEP"] = "-1"  # once
             os.kill(os.getpid(), getattr(signal, os.environ.get("KILL_SIGNAL", "SIGKILL")))
+
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: object, batch: object,
+                          batch_idx: int, dataloader_idx: int = 0) -> None:  # fmt: skip
+        """`$KILL_AT_TEST_BATCH`: the same signal during the test stage, after that test batch."""
+        if batch_idx == int(os.environ.get("KILL_AT_TEST_BATCH", "-1")):
+            os.environ["KILL_AT_TEST_BATCH"] = "-1"
+            os.kill(os.getpid(), getattr(signal, os.environ.get("KILL_SIGNAL", "SIGKILL")))
