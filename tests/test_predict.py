@@ -363,3 +363,13 @@ def test_a_cut_short_checkpoint_is_one_line_on_the_command_line(trained_run: Pat
     proc = run_predict(tmp_path, f"ckpt_path={tmp_path / 'cut.ckpt'}", f"inputs=[{clip}]")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and "weights_only" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith(f"error: ckpt_path={tmp_path}")
+
+
+def test_an_unknown_split_is_an_input_error(trained_run: Path, tmp_path: Path, cache_dir: Path) -> None:
+    from helpers.config import FAST
+
+    from asr_lightning.inputs import InputError
+
+    data = ["data=demo", *[o for o in FAST if o.startswith("data.")]]
+    with pytest.raises(InputError, match="split='bogus' is not one of"):
+        predict_here(tmp_path, f"ckpt_path={trained_run / 'hf_model'}", *data, "split=bogus", cache_dir=cache_dir)
