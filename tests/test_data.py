@@ -129,13 +129,19 @@ def test_missing_column_names_the_column(demo_cfg) -> None:
         make_dm(demo_cfg, "data.text_column=sentence")
 
 
-def test_bad_clips_are_skipped_counted_and_named(tmp_path: Path, cache_dir: Path, caplog) -> None:
-    folder = tmp_path / "corpus"
+def copy_demo_clips(folder: Path, n: int) -> list[dict[str, str]]:
+    """The first `n` demo clips copied into `folder/audio`; their metadata rows."""
     (folder / "audio").mkdir(parents=True)
     with open(DEMO_DIR / "metadata.csv", newline="") as f:
-        rows = list(csv.DictReader(f))[:12]
+        rows = list(csv.DictReader(f))[:n]
     for r in rows:
         shutil.copy(DEMO_DIR / r["file_name"], folder / r["file_name"])
+    return rows
+
+
+def test_bad_clips_are_skipped_counted_and_named(tmp_path: Path, cache_dir: Path, caplog) -> None:
+    folder = tmp_path / "corpus"
+    rows = copy_demo_clips(folder, 12)
     (folder / "audio" / "broken.flac").write_bytes(b"fLaC but not really")
     rows += [
         {"file_name": "audio/broken.flac", "transcription": "hello", "id": "broken"},
@@ -167,11 +173,7 @@ def test_bad_clips_are_skipped_counted_and_named(tmp_path: Path, cache_dir: Path
 
 def test_a_wav_cut_short_mid_data_is_counted_as_truncated(tmp_path: Path, cache_dir: Path) -> None:
     folder = tmp_path / "corpus"
-    (folder / "audio").mkdir(parents=True)
-    with open(DEMO_DIR / "metadata.csv", newline="") as f:
-        rows = list(csv.DictReader(f))[:12]
-    for r in rows:
-        shutil.copy(DEMO_DIR / r["file_name"], folder / r["file_name"])
+    rows = copy_demo_clips(folder, 12)
     speech, sr = sf.read(DEMO_DIR / rows[0]["file_name"], dtype="float32")
     sf.write(folder / "audio" / "cut.wav", speech, sr)
     cut = (folder / "audio" / "cut.wav").read_bytes()

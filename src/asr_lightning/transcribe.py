@@ -37,7 +37,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Wa
             path that does not exist. Each names `ckpt_path` and what to give instead.
         hub.HubUnavailableError: a Hub id that is not cached while the Hub cannot be reached.
     """
-
     path = str(path)
     if path.endswith(".ckpt"):
         from asr_lightning.module import ASRModule
