@@ -22,7 +22,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from asr_lightning.analysis import score_transcripts
-from asr_lightning.errors import ConfigError
+from asr_lightning.errors import ConfigError, EncoderLoadError
 from asr_lightning.hub import HubUnavailableError
 from asr_lightning.inputs import InputError, dataset_inputs, expand_inputs
 from asr_lightning.plots import plot_grid
@@ -38,7 +38,7 @@ def predict(cfg: DictConfig) -> list[dict]:
     fmt = check_args(cfg, output)  # before anything loads
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     precision = resolve_precision(str(cfg.precision), device)
-    model, processor = load_model(cfg.ckpt_path, device=device)
+    model, processor = load_model(cfg.ckpt_path, device=device, adapter=cfg.adapter)
     decoder = hydra.utils.instantiate(cfg.decoder, tokenizer=processor.tokenizer, _convert_="all")
 
     inputs = expand_inputs(cfg.inputs)
@@ -109,7 +109,7 @@ def main(cfg: DictConfig) -> None:
     try:
         predict(cfg)
     # a bad setting or input; the offline Hub; a decoder's missing package or LM file
-    except (ConfigError, InputError, HubUnavailableError, InstantiationException) as err:
+    except (ConfigError, InputError, HubUnavailableError, EncoderLoadError, InstantiationException) as err:
         raise SystemExit(f"error: {err}") from None
 
 

@@ -21,7 +21,7 @@ from transformers import (
 
 from asr_lightning.audio import load_audio
 from asr_lightning.chunking import chunked_logits, word_timestamps
-from asr_lightning.frontend import ctc_output_frames
+from asr_lightning.frontend import Frontend
 from asr_lightning.inputs import AudioInput
 from asr_lightning.text import build_vocab, load_feature_extractor, make_tokenizer, normalize_text
 from asr_lightning.transcribe import transcribe
@@ -75,7 +75,7 @@ def test_chunked_logits_have_the_unchunked_frame_count(samples: int, chunk_s: fl
     audio = noise(samples / SR)
     logits = chunked_logits(model, fe, audio, chunk_s=chunk_s, stride_s=stride_s)
     assert logits.shape == unchunked(model, fe, audio).shape
-    assert len(logits) == ctc_output_frames(samples, tuple(TINY["conv_kernel"]), tuple(TINY["conv_stride"]))
+    assert len(logits) == Frontend(model.config, fe).output_frames(samples)
 
 
 def local_model() -> tuple[Wav2Vec2ForCTC, Wav2Vec2FeatureExtractor]:

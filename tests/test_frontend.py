@@ -1,47 +1,77 @@
 # pytest tests/test_frontend.py
-"""frontend.py: CTC frame arithmetic (as transformers counts frames), and frames asked of a model's config."""
+"""frontend.py: every family's model input and CTC frame count, asked of the model, equal what the model does."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+from helpers.encoders import CNN, ENCODERS, SMALL
+from transformers import AutoConfig, AutoModelForCTC, SeamlessM4TFeatureExtractor, Wav2Vec2FeatureExtractor
 
-from asr_lightning.data import WAV2VEC2_CONV_KERNEL, WAV2VEC2_CONV_STRIDE
-from asr_lightning.frontend import ctc_min_frames, ctc_output_frames, frame_seconds, input_features, output_frames
+from asr_lightning.frontend import Frontend, ctc_min_frames
 
-
-def tiny_wav2vec2() -> Wav2Vec2Model:
-    config = Wav2Vec2Config(
-        conv_dim=(8,) * 7, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
-    )
-    assert tuple(config.conv_kernel) == WAV2VEC2_CONV_KERNEL
-    assert tuple(config.conv_stride) == WAV2VEC2_CONV_STRIDE
-    return Wav2Vec2Model(config)
-
-
-def test_ctc_output_frames_one_second() -> None:
-    assert ctc_output_frames(16000, (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2)) == 49
+SAMPLES = [399, 400, 559, 560, 719, 720, 1000, 16000, 16001, 23_457]
+# the families of tests/helpers/encoders.py, plus the two geometries an adapter changes
+FAMILIES = {
+    **{k: (t, f) for k, (t, f, _) in ENCODERS.items()},
+    "w2v_bert_adapter": ("wav2vec2-bert", {**ENCODERS["w2v_bert"][1], "add_adapter": True, "adapter_kernel_size": 3,
+                                           "adapter_stride": 2, "num_adapter_layers": 1, "output_hidden_size": 32}),
+    "wav2vec2_adapter": ("wav2vec2", {**CNN, "add_adapter": True, "adapter_stride": 2, "num_adapter_layers": 2,
+                                      "output_hidden_size": 32}),
+}  # fmt: skip
 
 
-def test_ctc_output_frames_matches_transformers() -> None:
-    model = tiny_wav2vec2()
-    samples = [400, 401, 719, 720, 1000, 16000, 16001, 48000, 123_457]
-    expected = model._get_feat_extract_output_lengths(torch.tensor(samples)).tolist()
-    got = [ctc_output_frames(n, WAV2VEC2_CONV_KERNEL, WAV2VEC2_CONV_STRIDE) for n in samples]
-    assert got == expected
-    assert got[0] == 1  # 400 samples = one 25 ms receptive field
+def frontend_and_model(family: str) -> tuple[Frontend, torch.nn.Module]:
+    model_type, fields = FAMILIES[family]
+    config = AutoConfig.for_model(model_type, **SMALL, **fields, vocab_size=8)
+    fe = SeamlessM4TFeatureExtractor() if model_type == "wav2vec2-bert" else Wav2Vec2FeatureExtractor()
+    torch.manual_seed(0)
+    return Frontend(config, fe), AutoModelForCTC.from_config(config).eval()
 
 
-def test_ctc_output_frames_too_short_is_zero() -> None:
-    assert ctc_output_frames(0, WAV2VEC2_CONV_KERNEL, WAV2VEC2_CONV_STRIDE) == 0
-    assert ctc_output_frames(100, WAV2VEC2_CONV_KERNEL, WAV2VEC2_CONV_STRIDE) == 0
+@pytest.mark.parametrize("family", FAMILIES)
+def test_output_frames_are_the_frames_the_model_makes(family: str) -> None:
+    frontend, model = frontend_and_model(family)
+    rng = np.random.default_rng(0)
+    for n in SAMPLES:
+        expected = frontend.output_frames(n)
+        if expected == 0:
+            continue
+        inputs = torch.from_numpy(frontend.features(rng.normal(size=n).astype(np.float32)))[None]
+        with torch.no_grad():
+            logits = model(**{frontend.input_name: inputs}).logits  # (1, frames, vocab)
+        assert logits.shape[1] == expected, n
 
 
-def test_ctc_output_frames_kernel_stride_mismatch_raises() -> None:
-    with pytest.raises(ValueError):
-        ctc_output_frames(16000, (10, 3), (5,))
+@pytest.mark.parametrize(
+    ("family", "name", "hop", "min_samples"),
+    [
+        ("hubert", "input_values", 320, 400),  # wav2vec2's CNN: 20 ms frames, a 25 ms receptive field
+        ("w2v_bert", "input_features", 320, 560),  # two stacked 10 ms filterbank frames of a 25 ms window
+        ("w2v_bert_adapter", "input_features", 640, 560),  # the adapter halves the frame rate
+        ("wav2vec2_adapter", "input_values", 1280, 400),
+    ],
+)
+def test_geometry_is_asked_of_the_model(family: str, name: str, hop: int, min_samples: int) -> None:
+    frontend, _ = frontend_and_model(family)
+    assert frontend.input_name == name and frontend.hop_samples == hop
+    assert frontend.frame_seconds == hop / 16000
+    assert frontend.min_samples() == min_samples
+    assert frontend.output_frames(min_samples) == 1 and frontend.output_frames(min_samples - 1) == 0
+
+
+def test_wav2vec2_makes_49_frames_of_a_second() -> None:
+    frontend, _ = frontend_and_model("xls_r_like")
+    assert frontend.output_frames(16000) == 49 and frontend.output_frames(0) == 0
+
+
+def test_filterbank_input_frames_match_the_feature_extractor() -> None:
+    frontend, _ = frontend_and_model("w2v_bert")
+    rng = np.random.default_rng(1)
+    for n in SAMPLES:
+        features = frontend.features(rng.normal(size=n).astype(np.float32))
+        assert features.shape == (frontend.input_frames(n), 160) and features.dtype == np.float32
 
 
 @pytest.mark.parametrize(
@@ -52,17 +82,14 @@ def test_ctc_min_frames(labels: list[int], frames: int) -> None:
     assert ctc_min_frames(labels) == frames
 
 
-def test_output_frames_asks_the_config() -> None:
-    model = tiny_wav2vec2()
-    samples = [400, 16000, 16001]
-    expected = model._get_feat_extract_output_lengths(torch.tensor(samples)).tolist()
-    assert [output_frames(model.config, n) for n in samples] == expected
-    assert frame_seconds(model.config, 16000) == 0.02
-
-
-def test_input_features_normalise_as_the_feature_extractor() -> None:
-    fe = Wav2Vec2FeatureExtractor(do_normalize=True)
+def test_waveform_features_normalise_as_the_feature_extractor() -> None:
+    frontend, _ = frontend_and_model("hubert")
     audio = np.random.default_rng(0).normal(3.0, 2.0, 1600).astype(np.float32)
-    values = input_features(fe, audio)
+    values = frontend.features(audio)
     assert values.dtype == np.float32 and values.shape == audio.shape
     assert abs(values.mean()) < 1e-3 and abs(values.std() - 1) < 1e-2
+
+
+def test_an_encoder_without_a_ctc_model_is_named() -> None:
+    with pytest.raises(ValueError, match="no CTC model"):
+        Frontend(AutoConfig.for_model("whisper"), Wav2Vec2FeatureExtractor())

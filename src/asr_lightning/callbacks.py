@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from asr_lightning.analysis import error_analysis
 from asr_lightning.scoring import utterance_records
-from asr_lightning.throughput import clips_flops, flops_coefficients
+from asr_lightning.throughput import clips_flops, flops_coefficients, trains_feature_encoder
 from asr_lightning.tracking import wandb_logger
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class ThroughputLogger(L.Callback):
         if stage != "fit":
             return
         model = pl_module.model
-        trains_cnn = any(p.requires_grad for p in model.wav2vec2.feature_extractor.parameters())
+        trains_cnn = trains_feature_encoder(model)
         self.coefficients = flops_coefficients(model.config, train_feature_encoder=trains_cnn)
         self.sampling_rate = pl_module.processor.feature_extractor.sampling_rate
         if self.peak_flops is None:
@@ -248,10 +248,11 @@ class PredictionTables(L.Callback):
         records = [r for r in pl_module.val_records if r["id"] in self._sample]
         rows = utterance_records(records, dm.metadata["validation"])
         meta = dm.metadata_columns
-        columns = ["id", *(["audio"] if self.log_audio else []), "reference", "hypothesis", "wer", "cer", *meta]
+        with_audio = self.log_audio and "input_values" in split.column_names  # filterbank models keep no waveform
+        columns = ["id", *(["audio"] if with_audio else []), "reference", "hypothesis", "wer", "cer", *meta]
         data = []
         for r in rows:
-            audio = [self._audio(split[self._sample[r["id"]]]["input_values"], dm)] if self.log_audio else []
+            audio = [self._audio(split[self._sample[r["id"]]]["input_values"], dm)] if with_audio else []
             data.append([r["id"], *audio, r["reference"], r["hypothesis"], r["wer"], r["cer"], *(r[c] for c in meta)])
         logger.log_table("val/predictions", columns=columns, data=data, step=trainer.global_step)
 

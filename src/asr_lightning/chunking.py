@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
+from transformers import FeatureExtractionMixin, PreTrainedModel, Wav2Vec2CTCTokenizer
 
 from asr_lightning.decode import GreedyDecoder, word_times
-from asr_lightning.frontend import output_frames
+from asr_lightning.frontend import Frontend
 
 # (start sample, end sample, first kept frame, end kept frame) of a chunk; frames count from the file's start
 Span = tuple[int, int, int, int]
@@ -23,8 +23,8 @@ Span = tuple[int, int, int, int]
 
 @torch.inference_mode()
 def chunked_logits(
-    model: Wav2Vec2ForCTC,
-    feature_extractor: Wav2Vec2FeatureExtractor,
+    model: PreTrainedModel,
+    feature_extractor: FeatureExtractionMixin,
     audio: np.ndarray,
     chunk_s: float = 20.0,
     stride_s: float | None = None,
@@ -38,8 +38,7 @@ def chunked_logits(
     either side are dropped, except at the start and end of the file.
 
     Args:
-        model: a CTC model with wav2vec2's feature encoder (`conv_kernel`, `conv_stride` in its config), in
-            eval mode.
+        model: a CTC model (`AutoModelForCTC`: waveform or filterbank input), in eval mode.
         feature_extractor: the model's feature extractor, at the audio's sampling rate.
         audio: (samples,) mono audio at `feature_extractor.sampling_rate`.
         chunk_s: chunk length in seconds, rounded to whole logit frames.
@@ -54,25 +53,27 @@ def chunked_logits(
     Raises:
         ValueError: if the strides leave no frame of a chunk to keep.
     """
+    frontend = Frontend(model.config, feature_extractor)
     sr = feature_extractor.sampling_rate
-    hop = model.config.inputs_to_logits_ratio  # samples per logit frame: 320 for wav2vec2
+    hop = frontend.hop_samples  # samples per logit frame: 320 for wav2vec2, 640 for w2v-BERT with its adapter
     chunk_frames = round(chunk_s * sr / hop)
     # A chunk of n * hop samples yields fewer than n frames (wav2vec2's 400-sample receptive field is wider
     # than its hop), so the right context must cover at least that overhang or a frame would go missing.
-    overhang = chunk_frames - output_frames(model.config, chunk_frames * hop)
+    overhang = chunk_frames - frontend.output_frames(chunk_frames * hop)
     stride_frames = max(round((chunk_s / 6 if stride_s is None else stride_s) * sr / hop), overhang, 1)
     if chunk_frames - 2 * stride_frames < 1:
         raise ValueError(f"chunk_s={chunk_s} leaves no frame to keep between strides of {stride_frames} frames")
-    total = output_frames(model.config, len(audio))
+    total = frontend.output_frames(len(audio))
     spans = _chunk_spans(len(audio), total, chunk_frames, stride_frames, hop)
 
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     kept: list[torch.Tensor] = []
     for batch in _equal_length_batches(spans, batch_size):
-        inputs = feature_extractor([audio[s:e] for s, e, _, _ in batch], sampling_rate=sr, return_tensors="pt")
-        mask = inputs.get("attention_mask")
+        # each chunk normalised on its own, as the feature extractor normalises any input; equal lengths: no padding
+        values = torch.stack([torch.from_numpy(frontend.features(audio[s:e])) for s, e, _, _ in batch])
+        mask = torch.ones(values.shape[:2], dtype=torch.long, device=device) if frontend.uses_attention_mask else None
         logits = model(
-            inputs.input_values.to(device, dtype), attention_mask=None if mask is None else mask.to(device)
+            **{frontend.input_name: values.to(device, dtype)}, attention_mask=mask
         ).logits  # (chunks, chunk frames, vocab)
         for row, (start, _, keep_from, keep_to) in zip(logits, batch, strict=True):
             # chunk frame j is file frame start / hop + j: the chunk starts on a frame boundary
@@ -92,7 +93,7 @@ def word_timestamps(
     Args:
         tokenizer: the model's CTC tokenizer.
         logits_or_ids: (frames, vocab) logits, or (frames,) token ids of a path already chosen.
-        frame_s: seconds per logit frame: `model.config.inputs_to_logits_ratio / sampling_rate`.
+        frame_s: seconds per logit frame (`frontend.Frontend.frame_seconds`).
 
     Returns:
         One dict per word, in order: `word`, `start` and `end` (seconds, rounded to milliseconds).

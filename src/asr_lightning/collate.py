@@ -19,28 +19,33 @@ class CTCCollator:
         return_attention_mask: emit `attention_mask`. Only for feature extractors that return one:
             wav2vec2-base's group-norm encoder was trained on unmasked zero padding.
         padding_value: input padding value (the feature extractor's, 0.0).
+        input_name: the model input: `input_values` (samples,) per example, or `input_features` (frames, dim)
+            (filterbank models such as w2v-BERT 2.0), padded along time either way.
     """
 
-    def __init__(self, return_attention_mask: bool, padding_value: float = 0.0) -> None:
+    def __init__(
+        self, return_attention_mask: bool, padding_value: float = 0.0, input_name: str = "input_values"
+    ) -> None:
         self.return_attention_mask = return_attention_mask
         self.padding_value = padding_value
+        self.input_name = input_name
 
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        inputs = [
-            torch.tensor(e["input_values"], dtype=torch.float32) for e in examples
-        ]  # copies: arrow buffers are read-only
+        name = self.input_name
+        inputs = [torch.tensor(e[name], dtype=torch.float32) for e in examples]  # copies: arrow buffers are read-only
         batch: dict[str, Any] = {
-            "input_values": pad_sequence(inputs, batch_first=True, padding_value=self.padding_value),  # (B, T)
+            name: pad_sequence(inputs, batch_first=True, padding_value=self.padding_value),  # (B, T) or (B, T, dim)
             "input_lengths": torch.tensor([len(x) for x in inputs]),
             # host-side copies (plain ints stay on the CPU when the batch moves to the GPU): CTC lengths and
-            # throughput counting read them without a device-to-host sync
-            "num_samples": [len(x) for x in inputs],
+            # throughput counting read them without a device-to-host sync. Samples of audio, also for filterbanks
+            # (`input_length`, as the data module stores it), from which every frame count is derived.
+            "num_samples": [int(e.get("input_length", len(x))) for e, x in zip(examples, inputs, strict=True)],
             "ids": [e["id"] for e in examples],
             "texts": [e["text"] for e in examples],
         }
         if self.return_attention_mask:
             lengths = batch["input_lengths"]
-            batch["attention_mask"] = (torch.arange(batch["input_values"].shape[1])[None, :] < lengths[:, None]).long()
+            batch["attention_mask"] = (torch.arange(batch[name].shape[1])[None, :] < lengths[:, None]).long()
         if "labels" in examples[0]:
             labels = [torch.as_tensor(e["labels"], dtype=torch.long) for e in examples]
             batch["labels"] = pad_sequence(labels, batch_first=True, padding_value=LABEL_PAD)  # (B, L)

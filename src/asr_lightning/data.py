@@ -16,10 +16,10 @@ import numpy as np
 from datasets import Audio, Dataset, DatasetDict
 from torch.utils.data import DataLoader, Sampler
 
-from asr_lightning import hub
+from asr_lightning import encoders, hub
 from asr_lightning.audio import AUDIO_ERROR_REASONS, AudioError, audio_source, load_audio
 from asr_lightning.collate import CTCCollator
-from asr_lightning.frontend import ctc_min_frames, ctc_output_frames, input_features
+from asr_lightning.frontend import Frontend, ctc_min_frames
 from asr_lightning.sampling import DurationBatchSampler, LengthGroupedBatchSampler, ResumableDataLoader
 from asr_lightning.text import (
     DEFAULT_CHARS_TO_IGNORE,
@@ -42,9 +42,6 @@ SPLIT_ALIASES = {
     "dev": "validation",
     "test": "test",
 }
-# The feature encoder of every released wav2vec2/HuBERT/XLS-R checkpoint: 320x downsampling, 25 ms receptive field.
-WAV2VEC2_CONV_KERNEL = (10, 3, 3, 3, 3, 2, 2)
-WAV2VEC2_CONV_STRIDE = (5, 2, 2, 2, 2, 2, 2)
 # Why a clip is left out, in the order they are checked: the audio, then the transcript, then the fit of the two.
 SKIP_REASONS = (
     *AUDIO_ERROR_REASONS,  # missing_file, undecodable, truncated, empty_audio, non_finite_audio
@@ -58,17 +55,24 @@ SKIP_REASONS = (
 )
 # Peak |x| under which a clip is digital silence (16-bit PCM: about 3 LSB); dithered silence is above it.
 SILENCE_PEAK = 1e-4
-PREPROCESSED_FEATURES = datasets.Features(
-    {
-        "id": datasets.Value("string"),
-        "text": datasets.Value("string"),
-        "input_values": datasets.List(datasets.Value("float32")),
-        "input_length": datasets.Value("int64"),
-        "labels": datasets.List(datasets.Value("int32")),
-        "skip": datasets.Value("string"),
-        "error": datasets.Value("string"),
-    }
-)
+VOCABS = ("auto", "pretrained", "train")
+
+
+def preprocessed_features(input_name: str) -> datasets.Features:
+    """The cached columns: waveform models store `input_values` (samples,), filterbank ones `input_features`
+    (frames, dim); `input_length` is always the clip's samples at the model's rate."""
+    values = datasets.List(datasets.Value("float32"))
+    return datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "text": datasets.Value("string"),
+            input_name: values if input_name == "input_values" else datasets.List(values),
+            "input_length": datasets.Value("int64"),
+            "labels": datasets.List(datasets.Value("int32")),
+            "skip": datasets.Value("string"),
+            "error": datasets.Value("string"),
+        }
+    )
 
 
 class ASRDataModule(L.LightningDataModule):
@@ -91,16 +95,20 @@ class ASRDataModule(L.LightningDataModule):
         splits_file: a `splits.json` from an earlier run, to reuse its split exactly.
         max_samples: keep only the first N rows before splitting (like `train[:N]`).
         chars_to_ignore: regex of characters deleted from transcripts.
-        vocab: `pretrained` (the tokenizer shipped with `pretrained`) or `train` (built from the train split).
-        pretrained: Hub id or directory of the checkpoint whose tokenizer/feature extractor to use; None
-            for a default feature extractor (random-init models).
-        return_attention_mask: for the default feature extractor only: whether the model takes masks.
+        vocab: `auto` (the checkpoint's tokenizer when it ships one that spells the train split, within
+            `max_oov_rate`; otherwise one built from the train split, said in the log), `pretrained` (the
+            checkpoint's tokenizer, or fail) or `train` (built from the train split). Random-init models
+            (`pretrained` None) always build from train.
+        pretrained: Hub id or directory of the checkpoint whose config, tokenizer and feature extractor to use;
+            None for a random-init model of `architecture`.
+        architecture: the random-init model's config fields (`model.architecture`): its frame geometry and
+            its input (waveform or filterbanks) come from it.
+        return_attention_mask: for the default feature extractor only: whether the model takes masks; None: as
+            its feature encoder was trained (layer norm: masks; group norm: none).
         sampling_rate: for the default feature extractor only.
         max_oov_rate: largest share of train characters the pretrained vocab may miss before failing.
         min_duration_s: drop shorter clips.
         max_duration_s: drop longer clips.
-        conv_kernel: the model's feature-encoder kernels (for the CTC alignability filter).
-        conv_stride: the model's feature-encoder strides.
         batch_size: training batch size (per device) when `max_batch_seconds` is None.
         max_batch_seconds: fill each training batch up to this much padded audio (per device) from length
             buckets instead of a fixed `batch_size` (see `DurationBatchSampler`); None: fixed size.
@@ -133,15 +141,14 @@ class ASRDataModule(L.LightningDataModule):
         splits_file: str | None = None,
         max_samples: int | None = None,
         chars_to_ignore: str | None = DEFAULT_CHARS_TO_IGNORE,
-        vocab: Literal["pretrained", "train"] = "pretrained",
+        vocab: Literal["auto", "pretrained", "train"] = "auto",
         pretrained: str | None = None,
-        return_attention_mask: bool = False,
+        architecture: dict[str, Any] | None = None,
+        return_attention_mask: bool | None = None,
         sampling_rate: int = 16000,
         max_oov_rate: float = 0.01,
         min_duration_s: float = 0.5,
         max_duration_s: float = 20.0,
-        conv_kernel: tuple[int, ...] = WAV2VEC2_CONV_KERNEL,
-        conv_stride: tuple[int, ...] = WAV2VEC2_CONV_STRIDE,
         batch_size: int = 8,
         max_batch_seconds: float | None = None,
         num_buckets: int = 30,
@@ -160,10 +167,13 @@ class ASRDataModule(L.LightningDataModule):
                 f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction} must each be in [0, 1) "
                 "and leave rows for training"
             )
-        if vocab not in ("pretrained", "train"):
-            raise ValueError(f"data.vocab must be 'pretrained' or 'train', got {vocab!r}")
+        if vocab not in VOCABS:
+            raise ValueError(f"data.vocab must be one of {list(VOCABS)}, got {vocab!r}")
         if vocab == "pretrained" and pretrained is None:
-            raise ValueError("data.vocab=pretrained needs data.pretrained (a checkpoint with a tokenizer)")
+            raise ValueError(
+                "data.vocab=pretrained needs a pretrained checkpoint with a tokenizer (model.pretrained): a "
+                "random-init model has none; use data.vocab=train (or auto) to build it from the train split"
+            )
         if on_bad_audio not in ("skip", "error"):
             raise ValueError(f"data.on_bad_audio must be 'skip' or 'error', got {on_bad_audio!r}")
         for key, value in (
@@ -192,6 +202,8 @@ class ASRDataModule(L.LightningDataModule):
         self.save_hyperparameters(logger=False)
         self.metadata_columns = list(metadata_columns or [])
         self.feature_extractor = None
+        self.frontend: Frontend | None = None
+        self.vocab_source: str | None = None
         self.vocab: dict[str, int] = {}
         self.splits: dict[str, Dataset] = {}
         self.metadata: dict[str, dict[str, dict[str, Any]]] = {}
@@ -209,7 +221,11 @@ class ASRDataModule(L.LightningDataModule):
         raw, ids = self._split(self._load())
         # datasets' content hash of each split's rows (data files + selection), for provenance
         self.fingerprints = {s: d._fingerprint for s, d in raw.items()}
-        self.feature_extractor = load_feature_extractor(hp.pretrained, hp.sampling_rate, hp.return_attention_mask)
+        config = encoders.model_config(hp.pretrained, hp.architecture)
+        self.feature_extractor = load_feature_extractor(
+            hp.pretrained, config, hp.sampling_rate, hp.return_attention_mask
+        )
+        self.frontend = Frontend(config, self.feature_extractor)
         self.vocab = self._make_vocab(
             [normalize_text(t or "", hp.chars_to_ignore) for t in raw["train"][hp.text_column]]
         )
@@ -238,7 +254,11 @@ class ASRDataModule(L.LightningDataModule):
 
     @property
     def collator(self) -> CTCCollator:
-        return CTCCollator(return_attention_mask=bool(self.feature_extractor.return_attention_mask))
+        return CTCCollator(
+            return_attention_mask=self.frontend.uses_attention_mask,
+            padding_value=self.feature_extractor.padding_value,
+            input_name=self.frontend.input_name,
+        )
 
     # ---------------------------------------------------------------- loading and splitting
 
@@ -325,16 +345,39 @@ class ASRDataModule(L.LightningDataModule):
 
     def _make_vocab(self, train_texts: list[str]) -> dict[str, int]:
         hp = self.hparams
-        if hp.vocab == "train":
-            return build_vocab(train_texts)
+        if hp.vocab == "train" or hp.pretrained is None:
+            self.vocab_source = "train"
+            return self._train_vocab(train_texts, "data.vocab=train" if hp.vocab == "train" else "a random-init model")
         vocab = pretrained_vocab(hp.pretrained)
+        if vocab is None:
+            if hp.vocab == "pretrained":
+                raise ValueError(
+                    f"data.vocab=pretrained: {hp.pretrained} ships no tokenizer (a pretrain-only checkpoint); use "
+                    "data.vocab=auto or train to build the vocabulary from the train split"
+                )
+            self.vocab_source = "train"
+            return self._train_vocab(train_texts, f"{hp.pretrained} ships no tokenizer")
         rate, missing = oov_stats(train_texts, vocab)
         if rate > hp.max_oov_rate:
+            spelled = "".join(c for c, _ in missing.most_common(20))
+            if hp.vocab == "auto":
+                self.vocab_source = "train"
+                why = f"the tokenizer of {hp.pretrained} cannot spell {rate:.1%} of the train characters ({spelled!r})"
+                return self._train_vocab(train_texts, why)
             raise ValueError(
                 f"the vocabulary of {hp.pretrained} cannot spell {rate:.1%} of the train characters of "
-                f"{hp.dataset} ({hp.config}); most common missing: {''.join(c for c, _ in missing.most_common(20))!r}. "
-                "Use data.vocab=train to build a vocabulary from the train split"
+                f"{hp.dataset} ({hp.config}); most common missing: {spelled!r}. "
+                "Use data.vocab=train (or auto) to build a vocabulary from the train split"
             )
+        self.vocab_source = "pretrained"
+        log.info("vocabulary: the tokenizer of %s (%d tokens; %.3f%% of train characters out of it)",
+                 hp.pretrained, len(vocab), 100 * rate)  # fmt: skip
+        return vocab
+
+    @staticmethod
+    def _train_vocab(train_texts: list[str], why: str) -> dict[str, int]:
+        vocab = build_vocab(train_texts)
+        log.info("vocabulary: %d tokens built from the train split (%s); the CTC head is new", len(vocab), why)
         return vocab
 
     def _preprocess(self, split: str, raw: Dataset, ids: list[str]) -> Dataset:
@@ -344,7 +387,8 @@ class ASRDataModule(L.LightningDataModule):
             self.report[split] = {
                 "rows": 0, "kept": 0, "hours": 0.0, "skipped": dict.fromkeys(SKIP_REASONS, 0), "skipped_ids": {},
             }  # fmt: skip
-            features = datasets.Features({k: v for k, v in PREPROCESSED_FEATURES.items() if k not in ("skip", "error")})
+            columns = preprocessed_features(self.frontend.input_name)
+            features = datasets.Features({k: v for k, v in columns.items() if k not in ("skip", "error")})
             return Dataset.from_dict({k: [] for k in features}, features=features)
         columns = {c: _readable(raw, c) for c in self.metadata_columns}
         self.metadata[split] = {k: {c: v[i] for c, v in columns.items()} for i, k in enumerate(ids)}
@@ -355,9 +399,10 @@ class ASRDataModule(L.LightningDataModule):
             "chars_to_ignore": hp.chars_to_ignore,
             "vocab_json": json.dumps(self.vocab, sort_keys=True),
             "fe_json": self.feature_extractor.to_json_string(),
+            # the frame geometry's fields only: a run dir's path in the config must not change the cache key
+            "config_json": _geometry_json(self.frontend.config),
             "min_samples": int(hp.min_duration_s * self.feature_extractor.sampling_rate),
             "max_samples": int(hp.max_duration_s * self.feature_extractor.sampling_rate),
-            "conv": (tuple(hp.conv_kernel), tuple(hp.conv_stride)),
             "split": split,
             "on_bad_audio": hp.on_bad_audio,  # in the cache key: a strict run must not reuse a skipping one
         }
@@ -365,7 +410,7 @@ class ASRDataModule(L.LightningDataModule):
             _prepare_example,
             fn_kwargs=fn_kwargs,
             remove_columns=raw.column_names,
-            features=PREPROCESSED_FEATURES,
+            features=preprocessed_features(self.frontend.input_name),
             num_proc=hp.num_proc if hp.num_proc > 1 else None,
             desc=f"preprocess {split}",
         )
@@ -413,7 +458,8 @@ class ASRDataModule(L.LightningDataModule):
         (out / "data_report.json").write_text(json.dumps(self.report, indent=1, ensure_ascii=False))
 
     def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
-        ds = self.splits[split].with_format("numpy", columns=["input_values", "labels"], output_all_columns=True)
+        columns = [self.frontend.input_name, "labels"]
+        ds = self.splits[split].with_format("numpy", columns=columns, output_all_columns=True)
         lengths = self.splits[split]["input_length"]
         trainer = self.trainer
         ddp = {"num_replicas": trainer.world_size if trainer else 1, "rank": trainer.global_rank if trainer else 0}
@@ -523,17 +569,19 @@ def _prepare_example(
     fe_json: str,
     min_samples: int,
     max_samples: int,
-    conv: tuple[tuple[int, ...], tuple[int, ...]],
+    config_json: str,
     split: str,
     on_bad_audio: str,
 ) -> dict:
-    tokenizer, fe = _processor_parts(vocab_json, fe_json)
+    tokenizer, frontend = _processor_parts(vocab_json, fe_json, config_json)
+    fe, name = frontend.feature_extractor, frontend.input_name
     raw_text = example[text_column] or ""
     text = normalize_text(raw_text, chars_to_ignore)
     out = {
         "id": example["_id"],
         "text": text,
-        "input_values": np.zeros(0, dtype=np.float32),  # typed: Arrow won't mix float64 [] with float32 rows
+        # typed: Arrow won't mix float64 [] with float32 rows
+        name: np.zeros(0 if name == "input_values" else (0, 1), dtype=np.float32),
         "input_length": 0,
         "labels": [],
         "skip": "",
@@ -565,15 +613,27 @@ def _prepare_example(
     if len(audio) > max_samples:
         return out | {"skip": "too_long"}
     labels = tokenizer(text).input_ids
-    if ctc_min_frames(labels) > ctc_output_frames(len(audio), *conv):
+    if ctc_min_frames(labels) > frontend.output_frames(len(audio)):
         return out | {"skip": "unalignable"}
-    return out | {"input_values": input_features(fe, audio), "labels": labels}
+    return out | {name: frontend.features(audio), "labels": labels}
 
 
 @lru_cache(maxsize=4)
-def _processor_parts(vocab_json: str, fe_json: str):
+def _processor_parts(vocab_json: str, fe_json: str, config_json: str) -> tuple[Any, Frontend]:
     processor = build_processor(json.loads(vocab_json), json.loads(fe_json))
-    return processor.tokenizer, processor.feature_extractor
+    config = encoders.model_config(None, json.loads(config_json))
+    return processor.tokenizer, Frontend(config, processor.feature_extractor)
+
+
+# What decides a model's frame counts (`Frontend`): its family and feature-encoder/adapter geometry.
+GEOMETRY_KEYS = ("model_type", "conv_dim", "conv_kernel", "conv_stride", "add_adapter", "num_adapter_layers",
+                 "adapter_stride", "adapter_kernel_size", "feature_projection_input_dim", "hidden_size",
+                 "output_hidden_size")  # fmt: skip
+
+
+def _geometry_json(config: Any) -> str:
+    full = config.to_dict()
+    return json.dumps({k: full[k] for k in GEOMETRY_KEYS if k in full}, sort_keys=True)
 
 
 @lru_cache(maxsize=4)

@@ -39,6 +39,7 @@ class AudioInput:
     audio: np.ndarray | None = field(default=None, repr=False)  # (samples,) at the model's rate, when decoded
     metadata: dict[str, Any] = field(default_factory=dict)
     normalized: bool = False  # `audio` is already the feature extractor's output (a data module's split)
+    num_samples: int | None = None  # the audio's samples, when `audio` is filterbank features (frames, dim)
 
 
 class InputError(ValueError):
@@ -88,12 +89,19 @@ def dataset_inputs(datamodule: Any, split: str) -> list[AudioInput]:
     datamodule.setup()
     if split not in datamodule.splits:
         raise InputError(f"split={split!r} is not one of {list(datamodule.splits)}")
-    ds = datamodule.splits[split].with_format("numpy", columns=["input_values"], output_all_columns=True)
+    name = datamodule.frontend.input_name  # input_values (samples,) or input_features (frames, dim)
+    ds = datamodule.splits[split].with_format("numpy", columns=[name], output_all_columns=True)
     meta = datamodule.metadata.get(split, {})
     return [
         AudioInput(
-            None, row["id"], row["text"], np.asarray(row["input_values"], dtype=np.float32), meta.get(row["id"], {})
-        )
+            None,
+            row["id"],
+            row["text"],
+            np.asarray(row[name], dtype=np.float32),
+            meta.get(row["id"], {}),
+            normalized=True,
+            num_samples=int(row["input_length"]),
+        )  # fmt: skip
         for row in ds
     ]
 

@@ -33,6 +33,7 @@ import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
@@ -40,7 +41,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from asr_lightning import rundir
-from asr_lightning.errors import ConfigError
+from asr_lightning.errors import ConfigError, EncoderLoadError
 from asr_lightning.hub import HubUnavailableError
 from asr_lightning.precision import resolve_precision
 
@@ -289,8 +290,10 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float:
         if in_multirun():  # record it in the job's dir and let the sweep go on
             record_failure(Path(cfg.paths.output_dir), err)
             return float("nan")  # optuna marks the trial failed
-        if isinstance(err, HubUnavailableError | ConfigError | rundir.RunDirError):
-            raise SystemExit(f"error: {err}") from None
+        # Hydra wraps what a target's __init__ raises (ASRModule's checks, the encoder load) in InstantiationException
+        cause = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ is not None else err
+        if isinstance(cause, HubUnavailableError | ConfigError | rundir.RunDirError | EncoderLoadError):
+            raise SystemExit(f"error: {cause}") from None
         raise
     value = metrics.get(cfg.optimized_metric)
     if value is None:

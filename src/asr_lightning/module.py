@@ -1,13 +1,14 @@
-# python train.py model=wav2vec2_base   (or model=wav2vec2_tiny)
-"""The LightningModule: Wav2Vec2ForCTC with mean CTC loss, greedy decoding and WER/CER."""
+# python train.py model=wav2vec2_base   (or model=hubert_base, wavlm_base_plus, w2v_bert_2, ..., wav2vec2_tiny)
+"""The LightningModule: any CTC encoder (`AutoModelForCTC`) with mean CTC loss, greedy decoding and WER/CER."""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +18,21 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import MeanMetric, MinMetric
 from torchmetrics.text import CharErrorRate, WordErrorRate
-from transformers import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2Processor, get_linear_schedule_with_warmup
+from transformers import ProcessorMixin, get_linear_schedule_with_warmup
 
+from asr_lightning import encoders
 from asr_lightning.decode import GreedyDecoder
-from asr_lightning.frontend import output_frames
-from asr_lightning.hub import from_pretrained
+from asr_lightning.errors import ConfigError
+from asr_lightning.frontend import Frontend
 from asr_lightning.text import build_processor
+
+log = logging.getLogger(__name__)
 
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 
 
 class ASRModule(L.LightningModule):
-    """Fine-tunes `Wav2Vec2ForCTC` for character CTC.
+    """Fine-tunes a self-supervised speech encoder with a CTC head (`AutoModelForCTC`) for character CTC.
 
     Every argument is a primitive (or a Hydra partial), so `save_hyperparameters` is clean and
     `ASRModule.from_checkpoint(path)` rebuilds model and processor without Hydra or the Hub.
@@ -36,17 +40,23 @@ class ASRModule(L.LightningModule):
     Args:
         vocab: token -> id of the CTC tokenizer (pad = blank).
         feature_extractor: the feature extractor's `to_dict()`.
-        pretrained: Hub id or directory of a wav2vec2 checkpoint; None for random init from `architecture`.
-        architecture: `Wav2Vec2Config` fields for random init (ignored when `pretrained` is set).
-        freeze_feature_encoder: keep the CNN feature encoder fixed (standard for fine-tuning).
+        pretrained: Hub id or directory of a checkpoint of any `AutoModelForCTC` family (wav2vec2, HuBERT, WavLM,
+            data2vec-audio, wav2vec2-conformer, w2v-BERT 2.0); None for random init from `architecture`. Every
+            encoder weight must load (`encoders.check_loading`); only the CTC head may be new.
+        architecture: config fields for random init, `model_type` picking the family (ignored when `pretrained`
+            is set).
+        freeze_feature_encoder: keep the CNN feature encoder fixed (standard for fine-tuning; fairseq
+            `feature_grad_mult: 0.0`). w2v-BERT 2.0 has no CNN: nothing to freeze.
         gradient_checkpointing: trade compute for memory in the transformer.
         lr: peak learning rate (passed to `optimizer`).
         layerdrop: probability of skipping a transformer layer in training. This and the masking and
             dropout arguments below keep the checkpoint's (or `Wav2Vec2Config`'s) value when None.
-        mask_time_prob: SpecAugment time-mask probability.
-        mask_time_length: SpecAugment time-mask span (frames).
-        mask_feature_prob: SpecAugment channel-mask probability.
-        mask_feature_length: SpecAugment channel-mask span.
+        mask_time_prob: the share of encoder frames masked in time (transformers' semantics: span starts are
+            drawn with probability `mask_time_prob / mask_time_length`). fairseq's `mask_prob: 0.65` (the
+            wav2vec 2.0 paper's p = 0.065 of starting a span of M = 10) is `mask_time_prob=0.65`.
+        mask_time_length: time-mask span (frames; fairseq `mask_length`).
+        mask_feature_prob: the share of feature channels masked (fairseq `mask_channel_prob`).
+        mask_feature_length: channel-mask span (fairseq `mask_channel_length`, 64).
         hidden_dropout: dropout in the transformer.
         activation_dropout: dropout after the feed-forward activation.
         attention_dropout: dropout on attention weights.
@@ -56,8 +66,16 @@ class ASRModule(L.LightningModule):
         max_nonfinite_steps: stop (with an error, and a checkpoint by `callbacks.ExceptionCheckpoint`) after this
             many consecutive optimiser steps with non-finite gradients; each one is skipped and counted in
             `train/nonfinite_steps`. fp16's GradScaler skips its own overflow steps and is left to do so.
+        freeze_encoder_steps: train only the CTC head for the first N optimiser steps, then the encoder (minus a
+            frozen feature encoder) joins (fairseq `freeze_finetune_updates`). It depends on the global step
+            only, so a resumed run freezes exactly as an uninterrupted one.
+        layer_lr_decay: layer-wise learning-rate decay: transformer layer i of L trains at
+            `lr * layer_lr_decay ** (L - i)`, the layers' inputs at `** (L + 1)`; 1.0: one learning rate.
+        adapter: MMS adapter training: `target_lang` (e.g. `fra`) trains only the adapter layers and the
+            language's output layer (the base model frozen), loading the language's adapter when the checkpoint
+            ships one; `attn_dim`: the adapter size of a random-init model. None or `target_lang: null`: off.
         optimizer: partial optimizer, completed with the trainable parameters.
-        scheduler: partial `linear_warmup_decay`, completed with the optimizer and step count.
+        scheduler: partial `linear_warmup_decay` or `tri_stage`, completed with the optimizer and step count.
     """
 
     def __init__(
@@ -81,18 +99,19 @@ class ASRModule(L.LightningModule):
         final_dropout: float | None = None,
         attn_implementation: str = "sdpa",
         max_nonfinite_steps: int = 10,
+        freeze_encoder_steps: int = 0,
+        layer_lr_decay: float = 1.0,
+        adapter: dict[str, Any] | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
     ) -> None:
         super().__init__()
-        self.check_hparams(
-            **{k: v for k, v in locals().items() if k in (*self.PROBABILITIES, *self.POSITIVE, "attn_implementation")}
-        )
+        self.check_hparams(**{k: v for k, v in locals().items() if k in self.CHECKED})
         # The optimiser/scheduler factories are Hydra partials: kept out of checkpoints so that these
         # load with `weights_only=True` and without Hydra (the run dir's config records them).
         self.save_hyperparameters(logger=False, ignore=["optimizer", "scheduler"])
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.processor: Wav2Vec2Processor = build_processor(vocab, feature_extractor)
+        self.processor: ProcessorMixin = build_processor(vocab, feature_extractor)
         self.decoder = GreedyDecoder(self.processor.tokenizer)  # the one predict.py uses too
         self._fit_started: float | None = None
         self._train_time_before = 0.0
@@ -103,31 +122,40 @@ class ASRModule(L.LightningModule):
             hidden_dropout=hidden_dropout, activation_dropout=activation_dropout,
             attention_dropout=attention_dropout, feat_proj_dropout=feat_proj_dropout, final_dropout=final_dropout,
         )  # fmt: skip
-        overrides = {
+        settings = {
             "vocab_size": len(tokenizer),
             "pad_token_id": tokenizer.pad_token_id,
             "ctc_loss_reduction": "mean",
             "ctc_zero_infinity": True,
             **{k: v for k, v in regularisation.items() if v is not None},  # None keeps the checkpoint's value
         }
-        if pretrained is not None:
-            self.model = from_pretrained(
-                Wav2Vec2ForCTC,
-                pretrained,
-                what="model",
-                attn_implementation=attn_implementation,
-                ignore_mismatched_sizes=True,  # a CTC head for another vocabulary is re-initialised
-                **overrides,
+        if mask_time_prob or mask_feature_prob:  # checkpoints saved with it off (w2v-BERT 2.0) would ignore masks
+            settings["apply_spec_augment"] = True
+        adapter = adapter or {}
+        if adapter.get("attn_dim") is not None:
+            settings["adapter_attn_dim"] = adapter["attn_dim"]
+        config = encoders.model_config(pretrained, architecture)
+        for key, value in settings.items():
+            if not hasattr(config, key):
+                name = "adapter.attn_dim" if key == "adapter_attn_dim" else key
+                raise ConfigError(f"model.{name}={value}: {config.model_type} models have no such setting")
+            setattr(config, key, value)
+        width = getattr(config, "hidden_size", None)
+        if config.mask_feature_prob and width is not None and config.mask_feature_length >= width:
+            raise ConfigError(
+                f"model.mask_feature_length={config.mask_feature_length} is not below the encoder's {width} channels: "
+                "lower it, or set model.mask_feature_prob=0"
             )
+        if pretrained is not None:
+            self.model = encoders.load_pretrained(pretrained, attn_implementation, config=config)
         else:
-            config = Wav2Vec2Config(**{**(architecture or {}), **overrides})
-            config._attn_implementation = attn_implementation
-            self.model = Wav2Vec2ForCTC(config)
-        self._check_attention_mask(bool(feature_extractor.get("return_attention_mask")), random_init=pretrained is None)
+            self.model = encoders.random_init(config, attn_implementation)
+        self.frontend = Frontend(self.model.config, self.processor.feature_extractor)
+        self._check_attention_mask(self.frontend.uses_attention_mask, random_init=pretrained is None)
         # from_pretrained returns the model in eval mode and Lightning keeps modules' modes: without this,
         # fine-tuning would silently run with dropout, layerdrop and SpecAugment off.
         self.model.train()
-        if freeze_feature_encoder:
+        if freeze_feature_encoder and hasattr(self.model, "freeze_feature_encoder"):  # w2v-BERT has no CNN
             self.model.freeze_feature_encoder()
         if gradient_checkpointing:
             # transformers 5 renamed it (the old name warns, and goes in v6)
@@ -135,6 +163,13 @@ class ASRModule(L.LightningModule):
                 getattr(self.model, "activation_checkpointing_enable", None) or self.model.gradient_checkpointing_enable
             )
             enable()
+        if adapter.get("target_lang"):
+            how = encoders.setup_adapter(self.model, adapter["target_lang"], pretrained)
+            log.info("adapter %s %s; the base model is frozen", adapter["target_lang"], how)
+        total = sum(p.numel() for p in self.model.parameters())
+        log.info("%s: %s of %s weights trained%s", type(self.model).__name__, f"{encoders.trained_parameters(self):,}",
+                 f"{total:,}", f" (the CTC head alone for the first {freeze_encoder_steps} steps)"
+                 if freeze_encoder_steps else "")  # fmt: skip
         self.wer = torch.nn.ModuleDict({s: WordErrorRate() for s in ("val", "test")})
         self.cer = torch.nn.ModuleDict({s: CharErrorRate() for s in ("val", "test")})
         # sums of (loss x clips) and clips, synced once per epoch: under DDP the exact mean over the split
@@ -150,6 +185,8 @@ class ASRModule(L.LightningModule):
     PROBABILITIES = ("layerdrop", "mask_time_prob", "mask_feature_prob", "hidden_dropout", "activation_dropout",
                      "attention_dropout", "feat_proj_dropout", "final_dropout")  # fmt: skip
     POSITIVE = ("lr", "mask_time_length", "mask_feature_length", "max_nonfinite_steps")
+    CHECKED = (*PROBABILITIES, *POSITIVE, "attn_implementation", "freeze_encoder_steps", "layer_lr_decay", "adapter",
+               "scheduler")  # fmt: skip
 
     @classmethod
     def check_hparams(cls, **hparams: Any) -> None:
@@ -170,6 +207,26 @@ class ASRModule(L.LightningModule):
         attn = hparams.get("attn_implementation")
         if attn is not None and attn not in ATTN_IMPLEMENTATIONS:
             raise ValueError(f"model.attn_implementation={attn!r} must be one of {list(ATTN_IMPLEMENTATIONS)}")
+        steps = hparams.get("freeze_encoder_steps")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
+            raise ValueError(f"model.freeze_encoder_steps={steps!r} must be a whole number >= 0 (0: off)")
+        decay = hparams.get("layer_lr_decay")
+        if decay is not None and (isinstance(decay, bool) or not isinstance(decay, int | float) or not 0 < decay <= 1):
+            raise ValueError(f"model.layer_lr_decay={decay!r} must be in (0, 1] (1.0: off)")
+        adapter = hparams.get("adapter")
+        if adapter is not None:
+            if not isinstance(adapter, Mapping):
+                raise ValueError(f"model.adapter={adapter!r} must be a mapping with target_lang and attn_dim (or null)")
+            unknown = set(adapter) - {"target_lang", "attn_dim"}
+            if unknown:
+                raise ValueError(
+                    f"model.adapter: unknown key(s) {sorted(map(str, unknown))}; it takes target_lang, attn_dim"
+                )
+        if isinstance(hparams.get("scheduler"), str):
+            raise ValueError(
+                f"model.scheduler={hparams['scheduler']!r} is a config group: select it with "
+                f"model/scheduler={hparams['scheduler']} (linear or tri_stage)"
+            )
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> ASRModule:
@@ -183,7 +240,22 @@ class ASRModule(L.LightningModule):
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """Logits, (batch, frames, vocab)."""
-        return self.model(input_values=batch["input_values"], attention_mask=batch.get("attention_mask")).logits
+        inputs = {
+            self.frontend.input_name: batch[self.frontend.input_name],
+            "attention_mask": batch.get("attention_mask"),
+        }
+        if not self.encoder_frozen:
+            return self.model(**inputs).logits
+        # fairseq's freeze_finetune_updates: the encoder runs (in train mode: masks, dropout) without a graph, so
+        # only the head trains and the encoder's backward costs nothing. AdamW skips the gradient-less weights.
+        with torch.no_grad():
+            hidden = self.model.base_model(**inputs).last_hidden_state  # (batch, frames, hidden)
+        return self.model.lm_head(self.model.dropout(hidden))
+
+    @property
+    def encoder_frozen(self) -> bool:
+        """Whether this training step trains the CTC head alone (`freeze_encoder_steps`)."""
+        return self.training and self._trainer is not None and self.global_step < self.hparams.freeze_encoder_steps
 
     def ctc_loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         """CTC loss over each clip's real frames, in fp32, reduced as `config.ctc_loss_reduction`.
@@ -196,7 +268,7 @@ class ASRModule(L.LightningModule):
         cfg = self.model.config
         # fp32: in bf16/fp16 the log-softmax and CTC's sums over alignments lose too much precision
         log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # (frames, batch, vocab)
-        frames = self.output_frames(batch["num_samples"], log_probs.shape[0])
+        frames = self.frontend.output_frames_batch(batch["num_samples"], log_probs.shape[0])
         return torch.nn.functional.ctc_loss(
             log_probs,
             batch["labels"].clamp(min=0),  # (B, L); padding beyond each label length is never read
@@ -246,12 +318,8 @@ class ASRModule(L.LightningModule):
 
     def transcribe_logits(self, logits: torch.Tensor, num_samples: Sequence[int] | None = None) -> list[str]:
         """Greedy CTC decoding of each clip's real frames (`num_samples`: its audio length before padding)."""
-        lengths = None if num_samples is None else self.output_frames(num_samples, logits.shape[1])
+        lengths = None if num_samples is None else self.frontend.output_frames_batch(num_samples, logits.shape[1])
         return self.decoder.decode(logits, lengths)
-
-    def output_frames(self, num_samples: Sequence[int], max_frames: int) -> list[int]:
-        """Each clip's logit frame count, from its audio length."""
-        return [min(output_frames(self.model.config, n), max_frames) for n in num_samples]
 
     def _eval_step(self, stage: str, batch: dict[str, Any]) -> None:
         logits = self(batch)  # (batch, frames, vocab)
@@ -281,8 +349,8 @@ class ASRModule(L.LightningModule):
     def _check_attention_mask(self, uses_mask: bool, random_init: bool) -> None:
         # Layer-norm feature encoders (large-lv60, XLS-R) are trained with attention masks; group-norm ones
         # (wav2vec2-base) without. A mismatch makes outputs depend on how much padding a batch has.
-        norm = self.model.config.feat_extract_norm
-        if (norm == "layer") == uses_mask:
+        norm = getattr(self.model.config, "feat_extract_norm", None)
+        if norm is None or (norm == "layer") == uses_mask:  # w2v-BERT: filterbanks, always masked
             return
         msg = (
             f"feature extractor return_attention_mask={uses_mask} does not suit a {norm}-norm feature encoder "
@@ -315,11 +383,20 @@ class ASRModule(L.LightningModule):
             )
 
     def configure_optimizers(self) -> dict[str, Any]:
-        params = [p for p in self.parameters() if p.requires_grad]
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         kwargs = {"fused": True} if self.device.type == "cuda" else {}
         if self.optimizer_factory is None:
             raise ValueError("ASRModule was built without an optimizer: pass optimizer= to train it")
-        optimizer = self.optimizer_factory(params=params, lr=self.hparams.lr, **kwargs)
+        lr, decay = self.hparams.lr, self.hparams.layer_lr_decay
+        if decay == 1.0:
+            params: Any = [p for _, p in named]
+        else:
+            cfg = self.model.config
+            # the encoder's layer norm follows the layers in stable-layer-norm and conformer encoders, and comes
+            # before them in the others (wav2vec2-base, HuBERT/WavLM base, data2vec-audio)
+            above = getattr(cfg, "do_stable_layer_norm", cfg.model_type in ("wav2vec2-conformer", "wav2vec2-bert"))
+            params = encoders.layer_lr_groups(named, cfg.num_hidden_layers, lr, decay, encoder_norm_above=above)
+        optimizer = self.optimizer_factory(params=params, lr=lr, **kwargs)
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
         scheduler = self.scheduler_factory(
@@ -345,6 +422,16 @@ class ASRModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self._fit_started = time.perf_counter()
+        ddp_kwargs = getattr(self.trainer.strategy, "_ddp_kwargs", {})
+        if (
+            self.hparams.freeze_encoder_steps
+            and self.trainer.world_size > 1
+            and not ddp_kwargs.get("find_unused_parameters")
+        ):
+            raise ConfigError(
+                f"model.freeze_encoder_steps={self.hparams.freeze_encoder_steps} under DDP leaves the encoder without "
+                "gradients for those steps: set trainer.strategy=ddp_find_unused_parameters_true"
+            )
         if self.trainer.ckpt_path:
             # Lightning #20550: `estimated_stepping_batches` (our scheduler's length) builds the train loader
             # before the checkpoint's loop state is restored, and fit then keeps that loader without its saved
@@ -353,10 +440,14 @@ class ASRModule(L.LightningModule):
             self.trainer.fit_loop._combined_loader = None
 
     def export(self, out_dir: str | Path) -> Path:
-        """Write model + processor with `save_pretrained`, loadable by `transformers.pipeline`."""
+        """Write model + processor with `save_pretrained`, loadable by `transformers.pipeline`; with an adapter,
+        also `adapter.<lang>.safetensors`."""
         out_dir = Path(out_dir)
         self.model.save_pretrained(out_dir)
         self.processor.save_pretrained(out_dir)
+        lang = (self.hparams.adapter or {}).get("target_lang")
+        if lang:  # beside the whole model: the few MB a base model needs for this language (predict.py adapter=)
+            encoders.save_adapter(self.model, out_dir, lang)
         return out_dir
 
 
@@ -369,3 +460,37 @@ def linear_warmup_decay(
     """Linear warmup then linear decay to 0, with warmup given in steps or as a share of training."""
     warmup = warmup_steps or math.ceil(warmup_ratio * num_training_steps)
     return get_linear_schedule_with_warmup(optimizer, num_warmup_steps=warmup, num_training_steps=num_training_steps)
+
+
+def tri_stage(
+    optimizer: torch.optim.Optimizer,
+    num_training_steps: int,
+    phase_ratio: Sequence[float] = (0.1, 0.4, 0.5),
+    final_lr_scale: float = 0.05,
+    init_lr_scale: float = 0.01,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """fairseq's `tri_stage` schedule: linear warmup from `init_lr_scale`, hold at the peak, exponential decay
+    to `final_lr_scale` (then held), over phases of `phase_ratio` of the training steps.
+
+    As fairseq (`fairseq/optim/lr_scheduler/tri_stage_lr_scheduler.py`): at step t of warmup w,
+    scale = init + (1 - init) t / w; in decay step t of d, scale = exp(log(final_lr_scale) t / d).
+    """
+    if len(phase_ratio) != 3 or abs(sum(phase_ratio) - 1) > 1e-6 or min(phase_ratio) < 0:
+        raise ValueError(f"model.scheduler.phase_ratio={list(phase_ratio)} must be 3 shares >= 0 summing to 1")
+    if not 0 < final_lr_scale <= 1 or not 0 <= init_lr_scale <= 1:
+        raise ValueError("model.scheduler.final_lr_scale must be in (0, 1] and init_lr_scale in [0, 1]")
+    warmup, hold, decay = (int(r * num_training_steps) for r in phase_ratio)
+    decay_factor = -math.log(final_lr_scale) / decay if decay else 0.0
+
+    def scale(step: int) -> float:
+        if step < warmup:
+            return init_lr_scale + (1 - init_lr_scale) * step / warmup
+        step -= warmup
+        if step < hold:
+            return 1.0
+        step -= hold
+        if step <= decay:
+            return math.exp(-decay_factor * step)
+        return final_lr_scale
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, scale)

@@ -4,15 +4,28 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2Processor
+from transformers import (
+    AutoFeatureExtractor,
+    FeatureExtractionMixin,
+    PretrainedConfig,
+    ProcessorMixin,
+    SeamlessM4TFeatureExtractor,
+    Wav2Vec2BertProcessor,
+    Wav2Vec2CTCTokenizer,
+    Wav2Vec2FeatureExtractor,
+    Wav2Vec2Processor,
+)
 
 from asr_lightning.hub import from_pretrained
+
+log = logging.getLogger(__name__)
 
 # Punctuation that carries no sound (and `|`, the word delimiter). The apostrophe is kept: it is in wav2vec2's
 # English vocab ("DON'T").
@@ -82,36 +95,74 @@ def make_tokenizer(vocab: dict[str, int]) -> Wav2Vec2CTCTokenizer:
         )  # fmt: skip
 
 
-def pretrained_vocab(name_or_path: str) -> dict[str, int]:
-    """The character vocabulary shipped with a pretrained checkpoint (Hub id or local directory)."""
-    tokenizer = from_pretrained(Wav2Vec2CTCTokenizer, name_or_path, what="tokenizer")
-    return dict(tokenizer.get_vocab())
+def pretrained_vocab(name_or_path: str) -> dict[str, int] | None:
+    """The character vocabulary shipped with a pretrained checkpoint (Hub id or local directory), or None when
+    it ships none (pretrain-only checkpoints such as `facebook/hubert-base-ls960`) or only per-language ones
+    (MMS: a new head is trained per language anyway)."""
+    folder = Path(name_or_path).expanduser()
+    if folder.is_dir() and not (folder / "vocab.json").is_file():
+        return None
+    try:
+        tokenizer = from_pretrained(Wav2Vec2CTCTokenizer, name_or_path, what="tokenizer")
+    except (OSError, TypeError, ValueError):  # the repo has no tokenizer files
+        return None
+    vocab = dict(tokenizer.get_vocab())
+    if getattr(tokenizer, "target_lang", None) is None and any(isinstance(v, dict) for v in tokenizer.vocab.values()):
+        return None  # nested {lang: vocab}
+    return vocab
 
 
 def load_feature_extractor(
-    name_or_path: str | None, sampling_rate: int = 16000, return_attention_mask: bool = False
-) -> Wav2Vec2FeatureExtractor:
-    """The pretrained checkpoint's feature extractor, or a default one for randomly initialised models.
+    name_or_path: str | None,
+    config: PretrainedConfig | None = None,
+    sampling_rate: int = 16000,
+    return_attention_mask: bool | None = None,
+) -> FeatureExtractionMixin:
+    """The pretrained checkpoint's feature extractor, or the default one of `config`'s encoder family.
 
     Args:
-        name_or_path: Hub id or directory holding `preprocessor_config.json`; None for the default.
+        name_or_path: Hub id or directory holding `preprocessor_config.json`; None (random init), or a
+            directory without one, for the default.
+        config: the model's config: w2v-BERT 2.0 (`wav2vec2-bert`) takes 80-bin log-mel filterbanks
+            (`SeamlessM4TFeatureExtractor`), every other family normalised waveforms; None: a waveform model.
         sampling_rate: rate of the default extractor.
-        return_attention_mask: whether the default extractor (and so the model) uses attention masks.
-            Only models with a layer-norm feature encoder should: group-norm encoders (wav2vec2-base)
-            were trained without masks.
+        return_attention_mask: whether the default waveform extractor (and so the model) uses attention masks;
+            None: as the encoder was trained, with masks for layer-norm feature encoders (large-lv60, XLS-R,
+            data2vec) and without for group-norm ones (wav2vec2-base, HuBERT-base, WavLM-base).
     """
-    if name_or_path is None:
-        return Wav2Vec2FeatureExtractor(
-            feature_size=1, sampling_rate=sampling_rate, padding_value=0.0, do_normalize=True,
-            return_attention_mask=return_attention_mask,
-        )  # fmt: skip
-    return from_pretrained(Wav2Vec2FeatureExtractor, name_or_path, what="feature extractor")
+    if name_or_path is not None:
+        folder = Path(name_or_path).expanduser()
+        if not folder.is_dir() or (folder / "preprocessor_config.json").is_file():
+            return from_pretrained(AutoFeatureExtractor, name_or_path, what="feature extractor")
+        log.info("%s has no preprocessor_config.json: using the default feature extractor of %s",
+                 name_or_path, getattr(config, "model_type", "wav2vec2"))  # fmt: skip
+    if config is not None and config.model_type == "wav2vec2-bert":
+        return SeamlessM4TFeatureExtractor(sampling_rate=sampling_rate)
+    if return_attention_mask is None:
+        return_attention_mask = config is not None and getattr(config, "feat_extract_norm", "layer") == "layer"
+    return Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=sampling_rate, padding_value=0.0, do_normalize=True,
+        return_attention_mask=return_attention_mask,
+    )  # fmt: skip
 
 
-def build_processor(vocab: dict[str, int], feature_extractor: dict) -> Wav2Vec2Processor:
-    """Processor (tokenizer + feature extractor) from primitives, as stored in checkpoints."""
+def build_processor(vocab: dict[str, int], feature_extractor: dict) -> ProcessorMixin:
+    """Processor (tokenizer + feature extractor) from primitives, as stored in checkpoints.
+
+    The feature extractor's class is the one its dict names (`feature_extractor_type`); filterbank extractors
+    pair with `Wav2Vec2BertProcessor`, waveform ones with `Wav2Vec2Processor`, as their Hub checkpoints do.
+    """
+    kind = feature_extractor.get("feature_extractor_type") or "Wav2Vec2FeatureExtractor"
+    cls = {
+        "Wav2Vec2FeatureExtractor": Wav2Vec2FeatureExtractor,
+        "SeamlessM4TFeatureExtractor": SeamlessM4TFeatureExtractor,
+    }
+    if kind not in cls:
+        raise ValueError(f"feature extractor {kind!r} is not supported (one of {sorted(cls)})")
     fe_kwargs = {k: v for k, v in feature_extractor.items() if k not in ("feature_extractor_type", "processor_class")}
-    return Wav2Vec2Processor(feature_extractor=Wav2Vec2FeatureExtractor(**fe_kwargs), tokenizer=make_tokenizer(vocab))
+    fe = cls[kind](**fe_kwargs)
+    processor_cls = Wav2Vec2BertProcessor if kind == "SeamlessM4TFeatureExtractor" else Wav2Vec2Processor
+    return processor_cls(feature_extractor=fe, tokenizer=make_tokenizer(vocab))
 
 
 def _pick(vocab: dict[str, int], kind: str) -> str:

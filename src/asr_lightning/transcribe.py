@@ -11,14 +11,15 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm import tqdm
-from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
+from transformers import AutoModelForCTC, AutoProcessor, PreTrainedModel, ProcessorMixin
 
 from asr_lightning.audio import AudioError, load_audio
 from asr_lightning.chunking import chunked_logits
 from asr_lightning.collate import CTCCollator
 from asr_lightning.decode import BeamDecoder, GreedyDecoder, confidences, grid_search, word_times
+from asr_lightning.encoders import check_loading, load_adapter_file
 from asr_lightning.errors import ConfigError
-from asr_lightning.frontend import frame_seconds, input_features, output_frames
+from asr_lightning.frontend import Frontend
 from asr_lightning.hub import from_pretrained
 from asr_lightning.inputs import AudioInput
 from asr_lightning.precision import autocast, resolve_precision
@@ -29,8 +30,14 @@ Decoder = GreedyDecoder | BeamDecoder
 log = logging.getLogger(__name__)
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Wav2Vec2ForCTC, Wav2Vec2Processor]:
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", adapter: str | Path | None = None
+) -> tuple[PreTrainedModel, ProcessorMixin]:
     """Model and processor from a `.ckpt` file, a `save_pretrained` directory or a Hub id, in eval mode.
+
+    Any `AutoModelForCTC` family loads; every weight must load (a checkpoint without its fine-tuned CTC head
+    would transcribe noise). `adapter`: an `adapter.<lang>.safetensors` written by MMS adapter training, loaded
+    into the base model `path`; the tokenizer then comes from the adapter's folder (the training export).
 
     Raises:
         ConfigError: a missing, cut-short or foreign checkpoint; a directory without an exported model; a local
@@ -58,16 +65,25 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Wa
             fix = f"use {folder / 'hf_model'}" if run else "give a run's exported model (<run>/hf_model)"
             raise ConfigError(f"ckpt_path={path} is a directory without a model (config.json, weights): {fix}")
         try:
-            model = from_pretrained(Wav2Vec2ForCTC, path, what="model")
-            processor = from_pretrained(Wav2Vec2Processor, path, what="processor")
+            model, info = from_pretrained(AutoModelForCTC, path, what="model", output_loading_info=True)
+            # with an adapter the base model's head is replaced by the adapter's own output layer
+            check_loading(model, path, info, head_may_be_new=adapter is not None)
+            if adapter is None:
+                processor = from_pretrained(AutoProcessor, path, what="processor")
         except FileNotFoundError as err:
             raise ConfigError(f"ckpt_path={err}") from None
+    if adapter is not None:
+        try:
+            load_adapter_file(model, adapter)
+        except (FileNotFoundError, ValueError) as err:
+            raise ConfigError(str(err)) from None
+        processor = from_pretrained(AutoProcessor, str(Path(adapter).parent), what="processor")
     return model.to(device).eval(), processor
 
 
 def transcribe(
-    model: Wav2Vec2ForCTC,
-    processor: Wav2Vec2Processor,
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
     inputs: Sequence[AudioInput | str | Path],
     batch_size: int = 8,
     max_batch_seconds: float | None = None,
@@ -97,17 +113,19 @@ def transcribe(
         `error` and `reason` (`missing_file`, `undecodable`, `truncated`, `empty_audio` or `non_finite_audio`).
     """
     utts = [u if isinstance(u, AudioInput) else AudioInput(Path(u), str(u)) for u in inputs]
-    audio, results = read_inputs(utts, processor.feature_extractor.sampling_rate, model.config)
+    frontend = Frontend(model.config, processor.feature_extractor)
+    audio, results = read_inputs(utts, frontend)
     decoder = decoder or GreedyDecoder(processor.tokenizer)
-    sr, blank = processor.feature_extractor.sampling_rate, processor.tokenizer.pad_token_id
-    frame_s = frame_seconds(model.config, sr)
+    sr, blank = frontend.sampling_rate, processor.tokenizer.pad_token_id
+    frame_s = frontend.frame_seconds
     for idx, logits in logits_batches(
         model, processor, utts, audio, batch_size, max_batch_seconds, chunk_s, stride_s, precision
     ):
         decoded = decoder.decode_words(logits) if timestamps else [(t, []) for t in decoder.decode(logits)]
         for i, clip, (text, words) in zip(idx, logits, decoded, strict=True):
             conf = confidences(clip, words, blank)
-            results[i] |= {"text": text, "duration_s": round(len(audio[i]) / sr, 3), "confidence": conf["confidence"]}
+            duration = round(_samples(utts[i], audio[i]) / sr, 3)
+            results[i] |= {"text": text, "duration_s": duration, "confidence": conf["confidence"]}
             if timestamps:
                 timed = word_times(words, frame_s)
                 results[i]["words"] = [w | {"confidence": c} for w, c in zip(timed, conf["words"], strict=True)]
@@ -115,8 +133,8 @@ def transcribe(
 
 
 def tune_lm(
-    model: Wav2Vec2ForCTC,
-    processor: Wav2Vec2Processor,
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
     inputs: Sequence[AudioInput],
     decoder: BeamDecoder,
     alphas: Sequence[float],
@@ -140,7 +158,7 @@ def tune_lm(
     utts = [u for u in inputs if u.reference is not None]
     if not utts:
         raise ValueError("tuning the language model needs references: a manifest with transcripts, or data=...")
-    audio, _ = read_inputs(utts, processor.feature_extractor.sampling_rate, model.config)
+    audio, _ = read_inputs(utts, Frontend(model.config, processor.feature_extractor))
     logits, refs = [], []
     for idx, batch in logits_batches(model, processor, utts, audio, **batching):
         logits += batch
@@ -148,9 +166,7 @@ def tune_lm(
     return grid_search(decoder, logits, refs, alphas, betas) | {"utterances": len(refs)}
 
 
-def read_inputs(
-    utts: Sequence[AudioInput], sampling_rate: int, model_config: Any
-) -> tuple[dict[int, np.ndarray], dict[int, dict]]:
+def read_inputs(utts: Sequence[AudioInput], frontend: Frontend) -> tuple[dict[int, np.ndarray], dict[int, dict]]:
     """Each usable input's audio, and every input's result head (id, path, reference, metadata; the error and
     reason of an unusable one), by position.
 
@@ -166,13 +182,14 @@ def read_inputs(
             audio[i] = u.audio
         else:
             try:
-                audio[i] = load_audio(u.path, sampling_rate)
+                audio[i] = load_audio(u.path, frontend.sampling_rate)
             except AudioError as err:
                 log.warning("skipped %s", err)
                 results[i] |= {"error": str(err), "reason": err.reason}
                 continue
-        if output_frames(model_config, len(audio[i])) < 1:
-            err = f"{u.path or u.id}: {len(audio[i])} samples, shorter than the model's receptive field (no frame)"
+        samples = _samples(u, audio[i])
+        if frontend.output_frames(samples) < 1:
+            err = f"{u.path or u.id}: {samples} samples, shorter than the model's receptive field (no frame)"
             log.warning("skipped %s", err)
             results[i] |= {"error": err, "reason": "too_short"}
             del audio[i]
@@ -181,8 +198,8 @@ def read_inputs(
 
 @torch.inference_mode()
 def logits_batches(
-    model: Wav2Vec2ForCTC,
-    processor: Wav2Vec2Processor,
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
     utts: Sequence[AudioInput],
     audio: dict[int, np.ndarray],
     batch_size: int = 8,
@@ -199,20 +216,24 @@ def logits_batches(
     """
     precision = resolve_precision(precision)  # names the accepted settings when it is not one
     fe = processor.feature_extractor
+    frontend = Frontend(model.config, fe)
     sr = fe.sampling_rate
-    long = {i for i in audio if chunk_s is not None and len(audio[i]) > chunk_s * sr}
+    samples = {i: _samples(utts[i], a) for i, a in audio.items()}
+    # chunking cuts waveforms; a data split's filterbank features (w2v-BERT) go whole
+    cuttable = {i for i in audio if not (utts[i].normalized and frontend.filterbank)}
+    long = {i for i in cuttable if chunk_s is not None and samples[i] > chunk_s * sr}
     short = [i for i in sorted(audio) if i not in long]
     if max_batch_seconds is None:
-        order = sorted(short, key=lambda i: -len(audio[i]))  # length-sorted: little padding
+        order = sorted(short, key=lambda i: -samples[i])  # length-sorted: little padding
         batches = list(_chunks(order, batch_size))
     else:  # longest first, each batch filled up to the padded budget (a clip over it gets its own batch)
-        budget = max(max_batch_seconds, max((len(audio[i]) for i in short), default=0) / sr)
-        sampler = DurationBatchSampler([len(audio[i]) for i in short], budget, sr, shuffle=False)
+        budget = max(max_batch_seconds, max((samples[i] for i in short), default=0) / sr)
+        sampler = DurationBatchSampler([samples[i] for i in short], budget, sr, shuffle=False)
         batches = [[short[j] for j in b] for b in sampler]
     batches += [[i] for i in sorted(long)]  # a long file is cut into chunks, batched on their own
-    collate = CTCCollator(return_attention_mask=bool(fe.return_attention_mask), padding_value=fe.padding_value)
+    collate = CTCCollator(frontend.uses_attention_mask, padding_value=fe.padding_value, input_name=frontend.input_name)
     device = next(model.parameters()).device
-    seconds = sum(len(a) for a in audio.values()) / sr
+    seconds = sum(samples.values()) / sr
     with (
         tqdm(total=round(seconds), desc="transcribe", unit="audio s", disable=len(batches) <= 1) as bar,
         autocast(precision, device),
@@ -222,16 +243,22 @@ def logits_batches(
                 clip = audio[idx[0]]
                 yield idx, [chunked_logits(model, fe, clip, chunk_s, stride_s, batch_size).float()]
             else:
-                values = {i: audio[i] if utts[i].normalized else input_features(fe, audio[i]) for i in idx}
-                examples = [{"input_values": values[i], "id": i, "text": ""} for i in idx]
+                values = {i: audio[i] if utts[i].normalized else frontend.features(audio[i]) for i in idx}
+                name = frontend.input_name
+                examples = [{name: values[i], "input_length": samples[i], "id": i, "text": ""} for i in idx]
                 batch = collate(examples)
                 logits = model(
-                    batch["input_values"].to(device),
+                    **{name: batch[name].to(device)},
                     attention_mask=batch["attention_mask"].to(device) if "attention_mask" in batch else None,
                 ).logits  # (batch, frames, vocab)
-                frames = [output_frames(model.config, n) for n in batch["num_samples"]]
+                frames = [frontend.output_frames(n) for n in batch["num_samples"]]
                 yield idx, [row[:n].float().cpu() for row, n in zip(logits, frames, strict=True)]
-            bar.update(round(sum(len(audio[i]) for i in idx) / sr))
+            bar.update(round(sum(samples[i] for i in idx) / sr))
+
+
+def _samples(utt: AudioInput, audio: np.ndarray) -> int:
+    """The clip's audio samples (a data split's filterbank features carry theirs: `AudioInput.num_samples`)."""
+    return utt.num_samples if utt.num_samples is not None else len(audio)
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
