@@ -149,3 +149,22 @@ def test_sigterm_in_the_test_stage_names_the_resume_and_the_resume_finishes(tmp_
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"test/wer", "val/wer_best"} <= set(metrics) and (run / "hf_model").is_dir()
+
+
+@pytest.mark.slow
+def test_freeze_encoder_steps_resume_exactly(tmp_path: Path, cache_dir: Path) -> None:
+    """Head-only steps depend on the global step alone: a run preempted inside them (step 3 of 4) and resumed
+    ends as one that was never stopped."""
+    args = [*FAST, "trainer.max_steps=6", "model.freeze_encoder_steps=4", f"data.cache_dir={cache_dir}", "test=false"]
+    train.train(compose_cfg("train", args, tmp_path / "whole"))
+    run = tmp_path / "part"
+    proc = run_train([*args, *KILL, f"hydra.run.dir={run}"], kill_at=3, signal="SIGTERM")
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    proc = run_train(["ckpt_path=last", f"hydra.run.dir={run}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ends = [
+        torch.load(d / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        for d in (tmp_path / "whole", run)
+    ]
+    assert ends[0]["global_step"] == ends[1]["global_step"] == 6
+    assert all(torch.equal(v, ends[1]["state_dict"][k]) for k, v in ends[0]["state_dict"].items())
