@@ -18,13 +18,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import soundfile as sf
 import soxr
-from transformers import Wav2Vec2FeatureExtractor
+from transformers import AutoConfig
 
 from asr_lightning.audio import load_audio
 from asr_lightning.data import ASRDataModule
+from asr_lightning.frontend import Frontend
+from asr_lightning.text import load_feature_extractor
 from bench.corpus import make_corpus
 from bench.train_speed import machine
 
@@ -63,10 +64,9 @@ def main() -> None:
 
 def stages(files: list[Path], hours: float) -> dict[str, float]:
     """Seconds per audio hour of each per-clip stage, and of `load_audio` + normalisation together."""
-    fe = Wav2Vec2FeatureExtractor()  # wav2vec2-base's: zero mean, unit variance
-
-    def normalise(audio: np.ndarray) -> np.ndarray:
-        return fe(audio, sampling_rate=16000).input_values[0]
+    config = AutoConfig.for_model("wav2vec2")  # wav2vec2-base's architecture, as the data module's default
+    # its feature extractor (zero mean, unit variance), called as the data module's worker-side transform calls it
+    normalise = Frontend(config, load_feature_extractor(None, config)).features
 
     times = {"decode": 0.0, "resample": 0.0, "normalise": 0.0}
     for f in files:

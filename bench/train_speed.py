@@ -42,7 +42,7 @@ from omegaconf import OmegaConf, open_dict  # noqa: E402
 
 from asr_lightning import launch  # noqa: E402
 from asr_lightning.data import load_audiofolder  # noqa: E402
-from asr_lightning.throughput import clips_flops, flops_coefficients  # noqa: E402
+from asr_lightning.throughput import clips_flops, flops_coefficients, trains_feature_encoder  # noqa: E402
 from bench.corpus import make_corpus  # noqa: E402
 
 TINY = ["model=wav2vec2_tiny", "data.return_attention_mask=true"]
@@ -97,7 +97,7 @@ def main() -> None:
 
 
 def run_guide(name: str, work: Path, args: argparse.Namespace) -> tuple[Timing, dict[str, Any]]:
-    from transformers import Trainer, TrainerCallback, TrainingArguments, Wav2Vec2Config, Wav2Vec2ForCTC
+    from transformers import AutoConfig, AutoModelForCTC, Trainer, TrainerCallback, TrainingArguments
 
     from asr_lightning.audio import load_audio
     from asr_lightning.text import build_processor, build_vocab
@@ -139,9 +139,11 @@ def run_guide(name: str, work: Path, args: argparse.Namespace) -> tuple[Timing, 
             return batch
 
     arch = OmegaConf.to_container(compose_ours(work, ["model=wav2vec2_tiny"]).model.architecture) if return_mask else {}
-    config = Wav2Vec2Config(**arch, ctc_loss_reduction="mean", pad_token_id=processor.tokenizer.pad_token_id,
-                            vocab_size=len(processor.tokenizer))  # fmt: skip
-    model = Wav2Vec2ForCTC(config)  # AutoModelForCTC.from_pretrained("facebook/wav2vec2-base", ...) offline
+    arch.pop("model_type", None)  # the guide's model is wav2vec2
+    config = AutoConfig.for_model("wav2vec2", **arch, ctc_loss_reduction="mean",
+                                  pad_token_id=processor.tokenizer.pad_token_id,
+                                  vocab_size=len(processor.tokenizer))  # fmt: skip
+    model = AutoModelForCTC.from_config(config)  # offline: the guide's from_pretrained("facebook/wav2vec2-base", ...)
     cuda = torch.cuda.is_available()
     training_args = TrainingArguments(
         output_dir=str(work / "guide_out"),
@@ -211,7 +213,7 @@ def run_ours(name: str, work: Path, args: argparse.Namespace) -> tuple[Timing, d
         "trainer.max_steps=-1", "trainer.max_epochs=1", "+trainer.limit_val_batches=0",
         "+trainer.enable_checkpointing=false", "callbacks.progress_bar.refresh_rate=0",
     ]  # fmt: skip
-    # random init: wav2vec2-base's architecture is Wav2Vec2Config's defaults
+    # random init: wav2vec2-base's architecture is AutoConfig.for_model("wav2vec2")'s defaults
     overrides += TINY if args.model == "tiny" else ["model.architecture={}"]
     if name == "ours" and args.max_batch_seconds:
         overrides.append(f"data.max_batch_seconds={args.max_batch_seconds}")
@@ -265,7 +267,7 @@ def synchronize() -> None:
 
 def summarise(timing: Timing, info: dict[str, Any]) -> dict[str, Any]:
     model = info["model"]
-    trains_cnn = any(p.requires_grad for p in model.wav2vec2.feature_extractor.parameters())
+    trains_cnn = trains_feature_encoder(model)
     coefficients = flops_coefficients(model.config, train_feature_encoder=trains_cnn)
     window = timing.batches[timing.start_batch :]
     seconds = [n / 16000 for batch in window for n in batch]
