@@ -41,7 +41,7 @@ from lightning.fabric.utilities.throughput import get_available_flops  # noqa: E
 from omegaconf import OmegaConf, open_dict  # noqa: E402
 
 from asr_lightning import launch  # noqa: E402
-from asr_lightning.data import load_audiofolder  # noqa: E402
+from asr_lightning.sources import load_audiofolder  # noqa: E402
 from asr_lightning.throughput import clips_flops, flops_coefficients, trains_feature_encoder  # noqa: E402
 from bench.corpus import make_corpus  # noqa: E402
 

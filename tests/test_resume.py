@@ -152,10 +152,20 @@ def test_sigterm_in_the_test_stage_names_the_resume_and_the_resume_finishes(tmp_
 
 
 @pytest.mark.slow
-def test_freeze_encoder_steps_resume_exactly(tmp_path: Path, cache_dir: Path) -> None:
-    """Head-only steps depend on the global step alone: a run preempted inside them (step 3 of 4) and resumed
-    ends as one that was never stopped."""
-    args = [*FAST, "trainer.max_steps=6", "model.freeze_encoder_steps=4", f"data.cache_dir={cache_dir}", "test=false"]
+@pytest.mark.parametrize(
+    "setting",
+    [
+        ["model.freeze_encoder_steps=4"],  # preempted inside the head-only steps (step 3 of 4)
+        # on-the-fly augmentation in two persistent workers: seeded per (seed, epoch, clip), not by history
+        ["data.augment.speed_perturb=[0.9,1.0,1.1]", "data.augment.gain_db=[-6.0,6.0]", "data.augment.telephone=true",
+         "data.num_workers=2"],
+    ],
+    ids=["head_only_steps", "augmentation"],
+)  # fmt: skip
+def test_preempted_and_resumed_ends_as_never_stopped(tmp_path: Path, cache_dir: Path, setting: list[str]) -> None:
+    """Head-only steps depend on the global step alone, augmentation on (seed, epoch, clip): a run preempted at
+    step 3 and resumed ends bit-identical to one that was never stopped."""
+    args = [*FAST, "trainer.max_steps=6", *setting, f"data.cache_dir={cache_dir}", "test=false"]
     train.train(compose_cfg("train", args, tmp_path / "whole"))
     run = tmp_path / "part"
     proc = run_train([*args, *KILL, f"hydra.run.dir={run}"], kill_at=3, signal="SIGTERM")

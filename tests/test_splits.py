@@ -10,11 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr_lightning.data import (
-    SPLITS,
-    load_audiofolder,
-    split_indices,
-)
+from asr_lightning.sources import load_audiofolder
+from asr_lightning.splits import SPLITS, split_indices
 
 # ---------------------------------------------------------------- split_indices
 

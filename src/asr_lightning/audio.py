@@ -91,6 +91,33 @@ def load_audio(source: bytes | str | Path, target_sr: int) -> np.ndarray:
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
+def audio_length(source: bytes | str | Path, target_sr: int) -> int:
+    """A clip's samples at `target_sr`, from its header alone (`soundfile.info`): no decoding.
+
+    For corpora too large to decode twice (`data.validate_audio=false`). Missing, empty and unreadable files
+    are found here; cut-short, NaN or silent audio only when a worker decodes it.
+
+    Raises:
+        AudioError: missing, empty or undecodable (its `reason` says which).
+    """
+    if isinstance(source, bytes):
+        name, size = "<bytes>", len(source)
+    else:
+        name, path = str(source), Path(source)
+        if not path.exists():
+            raise AudioError(f"{name} does not exist", reason="missing_file")
+        size = path.stat().st_size if path.is_file() else None
+    if size == 0:
+        raise AudioError(f"{name} is an empty file (0 bytes)", reason="empty_audio")
+    try:
+        info = sf.info(io.BytesIO(source) if isinstance(source, bytes) else str(source))
+    except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as err:
+        raise AudioError(f"cannot decode {name}: {err}", reason="undecodable") from err
+    if info.frames <= 0:
+        raise AudioError(f"{name} has no samples", reason="empty_audio")
+    return int(round(info.frames * target_sr / info.samplerate))
+
+
 def _header_frames(source: bytes | str | Path) -> int | None:
     """The frame count a WAV's `data` chunk or an AIFF's `COMM` chunk declares (None: not declared, or streamed)."""
     with io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as f:

@@ -248,11 +248,11 @@ class PredictionTables(L.Callback):
         records = [r for r in pl_module.val_records if r["id"] in self._sample]
         rows = utterance_records(records, dm.metadata["validation"])
         meta = dm.metadata_columns
-        with_audio = self.log_audio and "input_values" in split.column_names  # filterbank models keep no waveform
-        columns = ["id", *(["audio"] if with_audio else []), "reference", "hypothesis", "wer", "cer", *meta]
+        columns = ["id", *(["audio"] if self.log_audio else []), "reference", "hypothesis", "wer", "cer", *meta]
+        clips = dm.dataset("validation")
         data = []
         for r in rows:
-            audio = [self._audio(split[self._sample[r["id"]]]["input_values"], dm)] if with_audio else []
+            audio = [self._audio(clips.audio(self._sample[r["id"]]), dm)] if self.log_audio else []
             data.append([r["id"], *audio, r["reference"], r["hypothesis"], r["wer"], r["cer"], *(r[c] for c in meta)])
         logger.log_table("val/predictions", columns=columns, data=data, step=trainer.global_step)
 
@@ -279,7 +279,7 @@ class PredictionTables(L.Callback):
     def _audio(values: Sequence[float], dm: Any) -> Any:
         import wandb
 
-        x = np.asarray(values, dtype=np.float32)  # normalised to unit variance: rescale to a playable peak
+        x = np.asarray(values, dtype=np.float32)  # rescaled to a playable peak
         return wandb.Audio(0.9 * x / max(float(np.abs(x).max()), 1e-6), sample_rate=dm.feature_extractor.sampling_rate)
 
 

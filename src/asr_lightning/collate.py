@@ -32,6 +32,11 @@ class CTCCollator:
 
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         name = self.input_name
+        # clips a worker could not decode (`transform.ClipDataset`): left out of the batch, and named in it
+        dropped = [(e["id"], e["failed"]) for e in examples if "failed" in e]
+        examples = [e for e in examples if "failed" not in e]
+        if not examples:
+            return {"ids": [], "texts": [], "num_samples": [], "dropped": dropped}
         inputs = [torch.tensor(e[name], dtype=torch.float32) for e in examples]  # copies: arrow buffers are read-only
         batch: dict[str, Any] = {
             name: pad_sequence(inputs, batch_first=True, padding_value=self.padding_value),  # (B, T) or (B, T, dim)
@@ -42,6 +47,7 @@ class CTCCollator:
             "num_samples": [int(e.get("input_length", len(x))) for e, x in zip(examples, inputs, strict=True)],
             "ids": [e["id"] for e in examples],
             "texts": [e["text"] for e in examples],
+            "dropped": dropped,
         }
         if self.return_attention_mask:
             lengths = batch["input_lengths"]

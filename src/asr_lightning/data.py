@@ -1,78 +1,53 @@
 # python train.py data=minds14   (or data=audiofolder data.data_dir=..., data=demo)
-"""The LightningDataModule: load, split, normalise, filter, preprocess (cached) and batch speech data."""
+"""The LightningDataModule: it wires the stages of the data path into samplers and loaders.
+
+`sources.py` loads the rows (audio undecoded), `splits.py` makes train/validation/test, `index.py` indexes and
+filters each split once (cached; no audio arrays), and `transform.py` decodes, augments and normalises each clip
+in the DataLoader workers. This class builds the vocabulary, the samplers and the loaders from them.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections import Counter
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import datasets
 import lightning as L
 import numpy as np
-from datasets import Audio, Dataset, DatasetDict
-from torch.utils.data import DataLoader, Sampler
+from datasets import Dataset, DatasetDict
+from torch.utils.data import DataLoader
 
-from asr_lightning import encoders, hub
-from asr_lightning.audio import AUDIO_ERROR_REASONS, AudioError, audio_source, load_audio
+from asr_lightning import encoders
+from asr_lightning.audio import AUDIO_ERROR_REASONS
+from asr_lightning.augment import Augmenter
 from asr_lightning.collate import CTCCollator
-from asr_lightning.frontend import Frontend, ctc_min_frames
-from asr_lightning.sampling import DurationBatchSampler, LengthGroupedBatchSampler, ResumableDataLoader
+from asr_lightning.frontend import Frontend
+from asr_lightning.index import AUDIO_INDEX, INDEX, SKIP_REASONS, geometry_json, index_audio, index_text
+from asr_lightning.sampling import (
+    DurationBatchSampler,
+    EpochBatchSampler,
+    LengthGroupedBatchSampler,
+    ResumableDataLoader,
+)
+from asr_lightning.sources import load_source, readable
+from asr_lightning.splits import SPLITS, clip_ids, split_rows
 from asr_lightning.text import (
     DEFAULT_CHARS_TO_IGNORE,
-    build_processor,
     build_vocab,
     load_feature_extractor,
     normalize_text,
     oov_stats,
     pretrained_vocab,
-    vocab_characters,
 )
+from asr_lightning.transform import ClipDataset
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation", "test")
-SPLIT_ALIASES = {
-    "train": "train",
-    "validation": "validation",
-    "valid": "validation",
-    "dev": "validation",
-    "test": "test",
-}
-# Why a clip is left out, in the order they are checked: the audio, then the transcript, then the fit of the two.
-SKIP_REASONS = (
-    *AUDIO_ERROR_REASONS,  # missing_file, undecodable, truncated, empty_audio, non_finite_audio
-    "silent",  # digital silence under a non-empty transcript: a broken recording
-    "empty_text",  # no transcript, or only whitespace
-    "ignored_chars_only",  # nothing left once `chars_to_ignore` is deleted
-    "oov_chars",  # train only: characters the vocab cannot spell would be trained as <unk>
-    "too_short",
-    "too_long",
-    "unalignable",  # more CTC labels than the encoder makes frames
-)
-# Peak |x| under which a clip is digital silence (16-bit PCM: about 3 LSB); dithered silence is above it.
-SILENCE_PEAK = 1e-4
 VOCABS = ("auto", "pretrained", "train")
-
-
-def preprocessed_features(input_name: str) -> datasets.Features:
-    """The cached columns: waveform models store `input_values` (samples,), filterbank ones `input_features`
-    (frames, dim); `input_length` is always the clip's samples at the model's rate."""
-    values = datasets.List(datasets.Value("float32"))
-    return datasets.Features(
-        {
-            "id": datasets.Value("string"),
-            "text": datasets.Value("string"),
-            input_name: values if input_name == "input_values" else datasets.List(values),
-            "input_length": datasets.Value("int64"),
-            "labels": datasets.List(datasets.Value("int32")),
-            "skip": datasets.Value("string"),
-            "error": datasets.Value("string"),
-        }
-    )
 
 
 class ASRDataModule(L.LightningDataModule):
@@ -122,6 +97,12 @@ class ASRDataModule(L.LightningDataModule):
         seed: seed of the training shuffle.
         on_bad_audio: `skip` leaves out clips whose audio is missing, undecodable, empty or non-finite
             (counted by reason in `data_report.json`); `error` fails on the first one, naming it.
+        validate_audio: the one-off index pass decodes every clip (finding every broken file, measuring exact
+            lengths); False reads only headers (`soundfile.info`), for corpora too large to decode twice: a
+            clip that then fails in a worker is dropped from its batch and counted (`train/dropped_clips`).
+        augment: training-only, on-the-fly augmentation (`augment.Augmenter`'s arguments: `speed_perturb`,
+            `noise_dir`, `snr_db`, `noise_prob`, `gain_db`, `telephone`, ...), seeded per (seed, epoch, clip);
+            None or all off: none.
     """
 
     def __init__(
@@ -160,6 +141,8 @@ class ASRDataModule(L.LightningDataModule):
         output_dir: str | None = None,
         seed: int = 0,
         on_bad_audio: Literal["skip", "error"] = "skip",
+        validate_audio: bool = True,
+        augment: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
@@ -199,10 +182,16 @@ class ASRDataModule(L.LightningDataModule):
             )
         if dataset == "audiofolder" and not data_dir:
             raise ValueError("data.dataset=audiofolder needs data.data_dir=/path/to/folder")
+        unknown = set(augment or {}) - set(inspect.signature(Augmenter).parameters) - {"sampling_rate"}
+        if unknown:
+            raise ValueError(f"data.augment: unknown key(s) {sorted(unknown)}; see asr_lightning.augment.Augmenter")
+        self._augment = {k: v for k, v in (augment or {}).items() if v is not None}
+        self.augmenter = Augmenter(sampling_rate=sampling_rate, **self._augment)  # checks its settings now
         self.save_hyperparameters(logger=False)
         self.metadata_columns = list(metadata_columns or [])
         self.feature_extractor = None
         self.frontend: Frontend | None = None
+        self.sources: dict[str, Dataset] = {}  # the source rows of each split, read by the workers
         self.vocab_source: str | None = None
         self.vocab: dict[str, int] = {}
         self.splits: dict[str, Dataset] = {}
@@ -226,11 +215,15 @@ class ASRDataModule(L.LightningDataModule):
             hp.pretrained, config, hp.sampling_rate, hp.return_attention_mask
         )
         self.frontend = Frontend(config, self.feature_extractor)
+        if self.augmenter.sampling_rate != self.feature_extractor.sampling_rate:  # the checkpoint's rate rules
+            self.augmenter = Augmenter(sampling_rate=self.feature_extractor.sampling_rate, **self._augment)
+        if self.augmenter.enabled:
+            log.info("training %s", self.augmenter.describe())
         self.vocab = self._make_vocab(
             [normalize_text(t or "", hp.chars_to_ignore) for t in raw["train"][hp.text_column]]
         )
         for split, ds in raw.items():
-            self.splits[split] = self._preprocess(split, ds, ids[split])
+            self.splits[split] = self._index(split, ds, ids[split])
         self._write_outputs(ids)
 
     def train_dataloader(self) -> DataLoader:
@@ -264,82 +257,17 @@ class ASRDataModule(L.LightningDataModule):
 
     def _load(self) -> DatasetDict:
         hp = self.hparams
-        if hp.dataset == "audiofolder":
-            if not Path(hp.data_dir).is_dir():
-                raise FileNotFoundError(f"data.data_dir={hp.data_dir} is not a directory (an audiofolder dataset)")
-            ds = load_audiofolder(hp.data_dir, hp.audio_column, hp.cache_dir)
-        else:
-            try:  # an unknown config fails here, from the dataset's card, before any data is downloaded
-                if Path(hp.dataset).exists():
-                    ds = datasets.load_dataset(hp.dataset, name=hp.config, data_dir=hp.data_dir, cache_dir=hp.cache_dir)
-                else:
-                    ds = hub.load_dataset(hp.dataset, name=hp.config, revision=hp.revision, cache_dir=hp.cache_dir)
-            except ValueError as err:
-                if "BuilderConfig" not in str(err):
-                    raise
-                raise ValueError(f"data.config={hp.config!r} is not a config of {hp.dataset}: {err}") from None
-        for split in ds.values():
-            missing = {hp.audio_column, hp.text_column, *self.metadata_columns} - set(split.column_names)
-            missing |= {c for c in (hp.id_column, hp.group_column) if c} - set(split.column_names)
-            if missing:
-                raise KeyError(
-                    f"dataset {hp.dataset} ({hp.config or hp.data_dir}) has no column(s) {sorted(missing)}; "
-                    f"its columns are {split.column_names}: set data.audio_column/text_column/id_column/"
-                    "metadata_columns/group_column accordingly"
-                )
-        # decode=False: we decode with soundfile and resample with soxr (no torchcodec/FFmpeg).
-        return DatasetDict({k: v.cast_column(hp.audio_column, Audio(decode=False)) for k, v in ds.items()})
+        columns = [hp.text_column, *self.metadata_columns, *(c for c in (hp.id_column, hp.group_column) if c)]
+        return load_source(hp.dataset, hp.config, hp.revision, hp.data_dir, hp.cache_dir, hp.audio_column, columns)
 
     def _split(self, ds: DatasetDict) -> tuple[dict[str, Dataset], dict[str, list[str]]]:
         """The three splits and the ids of their rows."""
         hp = self.hparams
-        named = {SPLIT_ALIASES[k]: v for k, v in ds.items() if k in SPLIT_ALIASES}
-        if set(named) >= {"train", "validation", "test"} and not hp.splits_file:
-            self.split_source = "predefined"
-            splits = {s: self._head(named[s]) for s in SPLITS}
-            return splits, {s: self._ids(d) for s, d in splits.items()}
-        # One pool of rows (MInDS-14 ships only `train`), split deterministically.
-        pool = datasets.concatenate_datasets([ds[k] for k in sorted(ds)]) if len(ds) > 1 else next(iter(ds.values()))
-        pool = self._head(pool)
-        ids = self._ids(pool)
-        if hp.splits_file:
-            self.split_source = f"file:{hp.splits_file}"
-            index = self._indices_from_file(ids)
-        else:
-            self.split_source = "random"
-            groups = pool[hp.group_column] if hp.group_column else None
-            index = split_indices(len(pool), hp.val_fraction, hp.test_fraction, hp.split_seed, groups)
-        return {s: pool.select(index[s]) for s in SPLITS}, {s: [ids[i] for i in index[s]] for s in SPLITS}
-
-    def _head(self, ds: Dataset) -> Dataset:
-        n = self.hparams.max_samples
-        return ds.select(range(min(n, len(ds)))) if n else ds
-
-    def _ids(self, ds: Dataset) -> list[str]:
-        hp = self.hparams
-        if hp.id_column:
-            ids = [str(x) for x in ds[hp.id_column]]
-        else:
-            root = Path(hp.data_dir).resolve() if hp.data_dir else None
-            ids = [_relative(p, root) for p in _audio_paths(ds, hp.audio_column)]
-        dupes = [k for k, c in Counter(ids).items() if c > 1]
-        if dupes:
-            raise ValueError(f"ids are not unique ({len(dupes)} repeated, e.g. {dupes[:3]}): set data.id_column")
-        return ids
-
-    def _indices_from_file(self, ids: list[str]) -> dict[str, list[int]]:
-        saved = json.loads(Path(self.hparams.splits_file).read_text())
-        position = {k: i for i, k in enumerate(ids)}
-        index = {}
-        for split in SPLITS:
-            unknown = [k for k in saved[split] if k not in position]
-            if unknown:
-                raise KeyError(
-                    f"{self.hparams.splits_file}: {len(unknown)} {split} id(s) are not in the dataset "
-                    f"(e.g. {unknown[:3]}); was it made from another dataset, config or max_samples?"
-                )
-            index[split] = [position[k] for k in saved[split]]
-        return index
+        splits, ids, self.split_source = split_rows(
+            ds, lambda d: clip_ids(d, hp.id_column, hp.audio_column, hp.data_dir), hp.max_samples, hp.splits_file,
+            hp.val_fraction, hp.test_fraction, hp.split_seed, hp.group_column,
+        )  # fmt: skip
+        return splits, ids
 
     # ---------------------------------------------------------------- vocab and preprocessing
 
@@ -380,39 +308,53 @@ class ASRDataModule(L.LightningDataModule):
         log.info("vocabulary: %d tokens built from the train split (%s); the CTC head is new", len(vocab), why)
         return vocab
 
-    def _preprocess(self, split: str, raw: Dataset, ids: list[str]) -> Dataset:
+    def _index(self, split: str, raw: Dataset, ids: list[str]) -> Dataset:
+        """The split's index (`index.py`): the audio pass (cached apart), then the text pass; the kept rows."""
         hp = self.hparams
+        self.sources[split] = raw
         if len(raw) == 0:  # e.g. test_fraction=0
             self.metadata[split] = {}
             self.report[split] = {
                 "rows": 0, "kept": 0, "hours": 0.0, "skipped": dict.fromkeys(SKIP_REASONS, 0), "skipped_ids": {},
             }  # fmt: skip
-            columns = preprocessed_features(self.frontend.input_name)
-            features = datasets.Features({k: v for k, v in columns.items() if k not in ("skip", "error")})
+            features = datasets.Features({k: v for k, v in INDEX.items() if k not in ("skip", "error")})
             return Dataset.from_dict({k: [] for k in features}, features=features)
-        columns = {c: _readable(raw, c) for c in self.metadata_columns}
+        columns = {c: readable(raw, c) for c in self.metadata_columns}
         self.metadata[split] = {k: {c: v[i] for c, v in columns.items()} for i, k in enumerate(ids)}
         raw = raw.add_column("_id", ids) if "_id" not in raw.column_names else raw
-        fn_kwargs = {
-            "audio_column": hp.audio_column,
-            "text_column": hp.text_column,
-            "chars_to_ignore": hp.chars_to_ignore,
-            "vocab_json": json.dumps(self.vocab, sort_keys=True),
-            "fe_json": self.feature_extractor.to_json_string(),
-            # the frame geometry's fields only: a run dir's path in the config must not change the cache key
-            "config_json": _geometry_json(self.frontend.config),
-            "min_samples": int(hp.min_duration_s * self.feature_extractor.sampling_rate),
-            "max_samples": int(hp.max_duration_s * self.feature_extractor.sampling_rate),
-            "split": split,
-            "on_bad_audio": hp.on_bad_audio,  # in the cache key: a strict run must not reuse a skipping one
-        }
-        ds = raw.map(
-            _prepare_example,
-            fn_kwargs=fn_kwargs,
+        self.sources[split] = raw
+        num_proc = hp.num_proc if hp.num_proc > 1 else None
+        audio = raw.map(
+            index_audio,
+            with_indices=True,
+            fn_kwargs={
+                "audio_column": hp.audio_column,
+                "text_column": hp.text_column,
+                "sampling_rate": self.feature_extractor.sampling_rate,
+                "validate_audio": hp.validate_audio,
+                "split": split,
+                "on_bad_audio": hp.on_bad_audio,  # in the cache key: a strict run must not reuse a skipping one
+            },  # fmt: skip
             remove_columns=raw.column_names,
-            features=preprocessed_features(self.frontend.input_name),
-            num_proc=hp.num_proc if hp.num_proc > 1 else None,
-            desc=f"preprocess {split}",
+            features=AUDIO_INDEX,
+            num_proc=num_proc,
+            desc=f"index audio of {split}",
+        )
+        ds = audio.map(
+            index_text,
+            fn_kwargs={
+                "chars_to_ignore": hp.chars_to_ignore,
+                "vocab_json": json.dumps(self.vocab, sort_keys=True),
+                "fe_json": self.feature_extractor.to_json_string(),
+                "config_json": geometry_json(self.frontend.config),
+                "min_samples": int(hp.min_duration_s * self.feature_extractor.sampling_rate),
+                "max_samples": int(hp.max_duration_s * self.feature_extractor.sampling_rate),
+                "split": split,
+            },
+            remove_columns=audio.column_names,
+            features=INDEX,
+            num_proc=num_proc,
+            desc=f"index text of {split}",
         )
         skips, errors = ds["skip"], ds["error"]
         counts = Counter(s for s in skips if s)
@@ -457,14 +399,24 @@ class ASRDataModule(L.LightningDataModule):
         (out / "vocab.json").write_text(json.dumps(self.vocab, indent=1, ensure_ascii=False))
         (out / "data_report.json").write_text(json.dumps(self.report, indent=1, ensure_ascii=False))
 
+    def dataset(self, split: str, augment: bool = False) -> ClipDataset:
+        """The split's clips as the loaders read them: decoded in the workers, (augmented,) normalised."""
+        hp = self.hparams
+        return ClipDataset(
+            self.splits[split], self.sources[split], hp.audio_column, self.frontend,
+            augmenter=self.augmenter if augment else None, seed=hp.seed,
+        )  # fmt: skip
+
     def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
-        columns = [self.frontend.input_name, "labels"]
-        ds = self.splits[split].with_format("numpy", columns=columns, output_all_columns=True)
-        lengths = self.splits[split]["input_length"]
+        ds = self.dataset(split, augment=shuffle)
+        lengths = ds.lengths
+        factors = self.augmenter.speed_perturb or ()
+        if shuffle and self.augmenter.enabled and factors:  # batches hold the longest a clip can become (speed < 1)
+            lengths = [max(self.augmenter.perturbed_length(n, f) for f in factors) for n in lengths]
         trainer = self.trainer
         ddp = {"num_replicas": trainer.world_size if trainer else 1, "rank": trainer.global_rank if trainer else 0}
         hp = self.hparams
-        sampler: Sampler[list[int]]
+        sampler: EpochBatchSampler
         if shuffle and hp.max_batch_seconds is not None:
             sampler = DurationBatchSampler(
                 lengths,
@@ -479,6 +431,7 @@ class ASRDataModule(L.LightningDataModule):
             sampler = LengthGroupedBatchSampler(
                 lengths, batch_size=batch_size, shuffle=shuffle, group_by_length=hp.group_by_length, seed=hp.seed, **ddp
             )
+        sampler.tag_epoch = shuffle  # (epoch, clip) keys: the workers seed each clip's augmentation with them
         workers = hp.num_workers
         kwargs = {
             "batch_sampler": sampler,
@@ -491,182 +444,3 @@ class ASRDataModule(L.LightningDataModule):
             loop = trainer.fit_loop.epoch_loop
             return ResumableDataLoader(ds, batches_done=lambda: loop.batch_progress.current.processed, **kwargs)
         return DataLoader(ds, **kwargs)
-
-
-def load_audiofolder(data_dir: str | Path, audio_column: str = "audio", cache_dir: str | None = None) -> DatasetDict:
-    """Load a folder in the datasets "audiofolder" layout without decoding (or encoding) any audio.
-
-    `metadata.csv` or `metadata.jsonl` with a `file_name` column (paths relative to the metadata file),
-    either at the top (one `train` split) or in `train/`, `validation/` (`valid/`, `dev/`) and `test/`
-    subfolders. datasets' own `audiofolder` builder cannot be used: in datasets 5 it encodes every
-    audio path through torchcodec, which needs FFmpeg.
-    """
-    root = Path(data_dir).resolve()
-    found = {s: _metadata_file(root / s) for s in SPLIT_ALIASES if (root / s).is_dir()}
-    found = {SPLIT_ALIASES[s]: f for s, f in found.items() if f is not None}
-    if not found:
-        top = _metadata_file(root)
-        if top is None:
-            raise FileNotFoundError(
-                f"{root} has no metadata.csv or metadata.jsonl (at the top or in train/validation/test subfolders); "
-                "the audiofolder layout needs one with a `file_name` column and a transcript column"
-            )
-        found = {"train": top}
-    out = {}
-    for split, meta in found.items():
-        # csv: every cell as written; pandas would read ids and transcripts such as "NA", "null" or "None" as missing
-        options = {"keep_default_na": False} if meta.suffix == ".csv" else {}
-        builder = "csv" if meta.suffix == ".csv" else "json"
-        ds = datasets.load_dataset(builder, data_files={split: str(meta)}, cache_dir=cache_dir, **options)[split]
-        if "file_name" not in ds.column_names:
-            raise KeyError(f"{meta} has no `file_name` column (its columns: {ds.column_names})")
-        ds = ds.map(
-            _audio_cell,
-            input_columns="file_name",
-            fn_kwargs={"folder": str(meta.parent), "column": audio_column},
-        )
-        out[split] = ds.cast_column(audio_column, Audio(decode=False))
-    return DatasetDict(out)
-
-
-def split_indices(
-    n: int, val_fraction: float, test_fraction: float, seed: int, groups: list | None = None
-) -> dict[str, list[int]]:
-    """Deterministic train/validation/test row indices.
-
-    With `groups`, whole groups (e.g. speakers) are assigned, in a seeded random order, to test, then
-    validation, until each holds its fraction of rows, so no group is in two splits.
-    """
-    rng = np.random.default_rng(seed)
-    if groups is None:
-        order = rng.permutation(n)
-        n_test, n_val = round(test_fraction * n), round(val_fraction * n)
-        parts = {
-            "test": order[:n_test],
-            "validation": order[n_test : n_test + n_val],
-            "train": order[n_test + n_val :],
-        }
-        return {s: sorted(parts[s].tolist()) for s in SPLITS}
-    members: dict[Any, list[int]] = {}
-    for i, g in enumerate(groups):
-        members.setdefault(g, []).append(i)
-    keys = sorted(members, key=str)
-    keys = [keys[i] for i in rng.permutation(len(keys))]
-    out: dict[str, list[int]] = {"test": [], "validation": [], "train": []}
-    targets = {"test": test_fraction * n, "validation": val_fraction * n}
-    for key in keys:
-        split = next((s for s in ("test", "validation") if len(out[s]) < targets[s]), "train")
-        out[split].extend(members[key])
-    return {s: sorted(out[s]) for s in SPLITS}
-
-
-def _prepare_example(
-    example: dict,
-    audio_column: str,
-    text_column: str,
-    chars_to_ignore: str | None,
-    vocab_json: str,
-    fe_json: str,
-    min_samples: int,
-    max_samples: int,
-    config_json: str,
-    split: str,
-    on_bad_audio: str,
-) -> dict:
-    tokenizer, frontend = _processor_parts(vocab_json, fe_json, config_json)
-    fe, name = frontend.feature_extractor, frontend.input_name
-    raw_text = example[text_column] or ""
-    text = normalize_text(raw_text, chars_to_ignore)
-    out = {
-        "id": example["_id"],
-        "text": text,
-        # typed: Arrow won't mix float64 [] with float32 rows
-        name: np.zeros(0 if name == "input_values" else (0, 1), dtype=np.float32),
-        "input_length": 0,
-        "labels": [],
-        "skip": "",
-        "error": "",
-    }
-    # The audio is read even under an empty transcript, so that every broken file is reported (or fails).
-    try:
-        audio = load_audio(audio_source(example[audio_column]), fe.sampling_rate)  # (samples,)
-    except AudioError as err:
-        if on_bad_audio == "error":
-            raise AudioError(
-                f"{split} clip {example['_id']}: {err} ({err.reason}); data.on_bad_audio=skip skips such clips instead",
-                reason=err.reason,
-            ) from err
-        return out | {"skip": err.reason, "error": str(err)}
-    out["input_length"] = len(audio)
-    peak = float(np.abs(audio).max())
-    if text and peak < SILENCE_PEAK:
-        return out | {"skip": "silent", "error": f"digital silence (peak |x| = {peak:.1e})"}
-    if not raw_text.strip():
-        return out | {"skip": "empty_text"}
-    if not text:
-        return out | {"skip": "ignored_chars_only"}
-    if split == "train" and not set(text) <= _known_chars(vocab_json):
-        # Evaluation keeps such clips: their reference stays the real text (the report counts the misses).
-        return out | {"skip": "oov_chars"}
-    if len(audio) < min_samples:
-        return out | {"skip": "too_short"}
-    if len(audio) > max_samples:
-        return out | {"skip": "too_long"}
-    labels = tokenizer(text).input_ids
-    if ctc_min_frames(labels) > frontend.output_frames(len(audio)):
-        return out | {"skip": "unalignable"}
-    return out | {name: frontend.features(audio), "labels": labels}
-
-
-@lru_cache(maxsize=4)
-def _processor_parts(vocab_json: str, fe_json: str, config_json: str) -> tuple[Any, Frontend]:
-    processor = build_processor(json.loads(vocab_json), json.loads(fe_json))
-    config = encoders.model_config(None, json.loads(config_json))
-    return processor.tokenizer, Frontend(config, processor.feature_extractor)
-
-
-# What decides a model's frame counts (`Frontend`): its family and feature-encoder/adapter geometry.
-GEOMETRY_KEYS = ("model_type", "conv_dim", "conv_kernel", "conv_stride", "add_adapter", "num_adapter_layers",
-                 "adapter_stride", "adapter_kernel_size", "feature_projection_input_dim", "hidden_size",
-                 "output_hidden_size")  # fmt: skip
-
-
-def _geometry_json(config: Any) -> str:
-    full = config.to_dict()
-    return json.dumps({k: full[k] for k in GEOMETRY_KEYS if k in full}, sort_keys=True)
-
-
-@lru_cache(maxsize=4)
-def _known_chars(vocab_json: str) -> frozenset[str]:
-    return frozenset(vocab_characters(json.loads(vocab_json)))
-
-
-def _audio_paths(ds: Dataset, audio_column: str) -> list[str]:
-    # Read only the `path` field of the audio struct: the bytes can be gigabytes.
-    column = ds.select_columns([audio_column]).with_format("arrow")[:].column(audio_column)
-    return [p for chunk in column.chunks for p in chunk.field("path").to_pylist()]
-
-
-def _readable(ds: Dataset, column: str) -> list[Any]:
-    """A column's values, with class labels (MInDS-14's `intent_class`) as their names."""
-    feature = ds.features[column]
-    return feature.int2str(ds[column]) if isinstance(feature, datasets.ClassLabel) else ds[column]
-
-
-def _metadata_file(folder: Path) -> Path | None:
-    return next((folder / n for n in ("metadata.csv", "metadata.jsonl") if (folder / n).is_file()), None)
-
-
-def _audio_cell(file_name: str, folder: str, column: str) -> dict:
-    return {column: {"bytes": None, "path": str(Path(folder) / file_name)}}
-
-
-def _relative(path: str | None, root: Path | None) -> str:
-    if path is None:
-        raise ValueError("an audio cell has no path to use as id: set data.id_column")
-    if root is not None:
-        try:
-            return str(Path(path).resolve().relative_to(root))
-        except ValueError:
-            pass
-    return path

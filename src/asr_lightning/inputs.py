@@ -89,21 +89,18 @@ def dataset_inputs(datamodule: Any, split: str) -> list[AudioInput]:
     datamodule.setup()
     if split not in datamodule.splits:
         raise InputError(f"split={split!r} is not one of {list(datamodule.splits)}")
-    name = datamodule.frontend.input_name  # input_values (samples,) or input_features (frames, dim)
-    ds = datamodule.splits[split].with_format("numpy", columns=[name], output_all_columns=True)
+    clips = datamodule.dataset(split)  # decoded and normalised as the test stage's loader does
     meta = datamodule.metadata.get(split, {})
-    return [
-        AudioInput(
-            None,
-            row["id"],
-            row["text"],
-            np.asarray(row[name], dtype=np.float32),
-            meta.get(row["id"], {}),
-            normalized=True,
-            num_samples=int(row["input_length"]),
-        )  # fmt: skip
-        for row in ds
-    ]
+    out = []
+    for i in range(len(clips)):
+        clip = clips[i]
+        if "failed" in clip:  # only with data.validate_audio=false: an error entry, as for an unreadable file
+            out.append(AudioInput(None, clip["id"], metadata=meta.get(clip["id"], {})))
+            continue
+        values = clip[datamodule.frontend.input_name]  # (samples,) or filterbank (frames, dim)
+        out.append(AudioInput(None, clip["id"], clip["text"], values, meta.get(clip["id"], {}), normalized=True,
+                              num_samples=int(clip["input_length"])))  # fmt: skip
+    return out
 
 
 def read_manifest(path: str | Path) -> list[AudioInput]:

@@ -180,6 +180,7 @@ class ASRModule(L.LightningModule):
         self.val_records: list[dict[str, str]] = []
         self.test_records: list[dict[str, str]] = []
         self.nonfinite_steps = 0  # skipped optimiser steps, this run
+        self.dropped_clips = 0  # clips whose audio failed to decode in a worker, this run
         self._nonfinite_streak = 0
 
     PROBABILITIES = ("layerdrop", "mask_time_prob", "mask_feature_prob", "hidden_dropout", "activation_dropout",
@@ -290,7 +291,10 @@ class ASRModule(L.LightningModule):
         np.random.seed(step_seed)
         random.seed(step_seed)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        self._count_dropped(batch)
+        if not batch["ids"]:  # every clip of the batch failed to decode in its worker: no step
+            return None
         loss = self.ctc_loss(self(batch), batch)
         self.log("train/loss", loss, batch_size=len(batch["ids"]), prog_bar=True)
         return loss
@@ -321,7 +325,18 @@ class ASRModule(L.LightningModule):
         lengths = None if num_samples is None else self.frontend.output_frames_batch(num_samples, logits.shape[1])
         return self.decoder.decode(logits, lengths)
 
+    def _count_dropped(self, batch: dict[str, Any]) -> None:
+        """Count clips the workers could not decode (`data.validate_audio=false`), logged as `train/dropped_clips`."""
+        if batch.get("dropped"):
+            self.dropped_clips += len(batch["dropped"])
+            rank_zero_warn(f"step {self.global_step}: {len(batch['dropped'])} clip(s) dropped: {batch['dropped']}")
+        if self.training and self.dropped_clips:
+            self.log("train/dropped_clips", float(self.dropped_clips))
+
     def _eval_step(self, stage: str, batch: dict[str, Any]) -> None:
+        self._count_dropped(batch)
+        if not batch["ids"]:
+            return
         logits = self(batch)  # (batch, frames, vocab)
         hyps = self.transcribe_logits(logits, batch["num_samples"])
         refs = batch["texts"]

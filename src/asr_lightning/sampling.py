@@ -20,6 +20,8 @@ class EpochBatchSampler(Sampler[list[int]]):
     num_replicas: int
     epoch: int
     _skip: int = 0
+    # yield (epoch, index) pairs instead of indices: the dataset seeds each clip's augmentation with them
+    tag_epoch: bool = False
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -41,7 +43,12 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         skip, self._skip = self._skip, 0  # only the first pass after `resume` starts part-way
-        yield from self._batches()[self.rank :: self.num_replicas][skip:]
+        batches = self._batches()[self.rank :: self.num_replicas][skip:]
+        if not self.tag_epoch:
+            yield from batches
+            return
+        for batch in batches:
+            yield [(self.epoch, i) for i in batch]
 
     def _batches(self) -> list[list[int]]:
         raise NotImplementedError

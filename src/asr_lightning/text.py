@@ -132,8 +132,15 @@ def load_feature_extractor(
     """
     if name_or_path is not None:
         folder = Path(name_or_path).expanduser()
-        if not folder.is_dir() or (folder / "preprocessor_config.json").is_file():
+        if folder.is_dir() and (folder / "preprocessor_config.json").is_file():
             return from_pretrained(AutoFeatureExtractor, name_or_path, what="feature extractor")
+        if not folder.is_dir():
+            try:  # a Hub id; offline and not cached is HubUnavailableError, not this
+                return from_pretrained(AutoFeatureExtractor, name_or_path, what="feature extractor")
+            except FileNotFoundError:  # a local path that does not exist
+                raise
+            except OSError:  # the repo has no preprocessor_config.json
+                pass
         log.info("%s has no preprocessor_config.json: using the default feature extractor of %s",
                  name_or_path, getattr(config, "model_type", "wav2vec2"))  # fmt: skip
     if config is not None and config.model_type == "wav2vec2-bert":

@@ -180,6 +180,9 @@ def read_inputs(utts: Sequence[AudioInput], frontend: Frontend) -> tuple[dict[in
         results[i] |= ({} if u.reference is None else {"reference": u.reference}) | u.metadata
         if u.audio is not None:
             audio[i] = u.audio
+        elif u.path is None:  # a data split's clip whose audio failed to decode (data.validate_audio=false)
+            results[i] |= {"error": f"{u.id}: its audio failed to decode", "reason": "undecodable"}
+            continue
         else:
             try:
                 audio[i] = load_audio(u.path, frontend.sampling_rate)
