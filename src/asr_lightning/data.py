@@ -19,6 +19,7 @@ import datasets
 import lightning as L
 import numpy as np
 from datasets import Dataset, DatasetDict
+from datasets.distributed import split_dataset_by_node
 from torch.utils.data import DataLoader
 
 from asr_lightning import encoders
@@ -33,8 +34,9 @@ from asr_lightning.sampling import (
     LengthGroupedBatchSampler,
     ResumableDataLoader,
 )
-from asr_lightning.sources import load_source, readable
-from asr_lightning.splits import SPLITS, clip_ids, split_rows
+from asr_lightning.sources import SPLIT_ALIASES, load_source, load_stream_source, readable
+from asr_lightning.splits import SPLITS, clip_ids, head, split_rows
+from asr_lightning.stream import StreamingClips, StreamingLoader
 from asr_lightning.text import (
     DEFAULT_CHARS_TO_IGNORE,
     build_vocab,
@@ -103,6 +105,11 @@ class ASRDataModule(L.LightningDataModule):
         augment: training-only, on-the-fly augmentation (`augment.Augmenter`'s arguments: `speed_perturb`,
             `noise_dir`, `snr_db`, `noise_prob`, `gain_db`, `telephone`, ...), seeded per (seed, epoch, clip);
             None or all off: none.
+        streaming: read the train split as a stream (`stream.py`) rather than indexing it: for corpora that do
+            not fit the disk. It needs a source with its own train/validation/test splits; those two are read
+            whole and indexed as usual. Training then runs by `trainer.max_steps`.
+        stream_buffer_clips: clips each loader worker buffers, sorts and cuts into batches (bounds memory).
+        stream_vocab_clips: with a vocabulary built from train, the first this-many streamed transcripts.
     """
 
     def __init__(
@@ -143,6 +150,9 @@ class ASRDataModule(L.LightningDataModule):
         on_bad_audio: Literal["skip", "error"] = "skip",
         validate_audio: bool = True,
         augment: dict[str, Any] | None = None,
+        streaming: bool = False,
+        stream_buffer_clips: int = 2000,
+        stream_vocab_clips: int = 10000,
     ) -> None:
         super().__init__()
         if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
@@ -192,6 +202,7 @@ class ASRDataModule(L.LightningDataModule):
         self.feature_extractor = None
         self.frontend: Frontend | None = None
         self.sources: dict[str, Dataset] = {}  # the source rows of each split, read by the workers
+        self.stream: Any = None  # the streamed train split (data.streaming=true)
         self.vocab_source: str | None = None
         self.vocab: dict[str, int] = {}
         self.splits: dict[str, Dataset] = {}
@@ -207,9 +218,11 @@ class ASRDataModule(L.LightningDataModule):
         if self.splits:
             return
         hp = self.hparams
-        raw, ids = self._split(self._load())
+        raw, ids = self._streamed_splits() if hp.streaming else self._split(self._load())
         # datasets' content hash of each split's rows (data files + selection), for provenance
         self.fingerprints = {s: d._fingerprint for s, d in raw.items()}
+        if hp.streaming:
+            self.fingerprints["train"] = f"streamed from {hp.dataset}"
         config = encoders.model_config(hp.pretrained, hp.architecture)
         self.feature_extractor = load_feature_extractor(
             hp.pretrained, config, hp.sampling_rate, hp.return_attention_mask
@@ -219,14 +232,22 @@ class ASRDataModule(L.LightningDataModule):
             self.augmenter = Augmenter(sampling_rate=self.feature_extractor.sampling_rate, **self._augment)
         if self.augmenter.enabled:
             log.info("training %s", self.augmenter.describe())
-        self.vocab = self._make_vocab(
-            [normalize_text(t or "", hp.chars_to_ignore) for t in raw["train"][hp.text_column]]
-        )
+        if hp.streaming:  # the stream's first transcripts stand for the train split
+            texts = [
+                r[hp.text_column] for r in self.stream.select_columns([hp.text_column]).take(hp.stream_vocab_clips)
+            ]
+        else:
+            texts = raw["train"][hp.text_column]
+        self.vocab = self._make_vocab([normalize_text(t or "", hp.chars_to_ignore) for t in texts])
         for split, ds in raw.items():
             self.splits[split] = self._index(split, ds, ids[split])
+        if hp.streaming:  # counted as the stream is read: train/skipped_clips, per reason in the checkpoint
+            self.report["train"] = {"rows": None, "kept": None, "hours": None, "skipped": {}, "streamed": True}
         self._write_outputs(ids)
 
     def train_dataloader(self) -> DataLoader:
+        if self.hparams.streaming:
+            return self._stream_loader()
         return self._loader("train", shuffle=True, batch_size=self.hparams.batch_size)
 
     def val_dataloader(self) -> DataLoader:
@@ -259,6 +280,55 @@ class ASRDataModule(L.LightningDataModule):
         hp = self.hparams
         columns = [hp.text_column, *self.metadata_columns, *(c for c in (hp.id_column, hp.group_column) if c)]
         return load_source(hp.dataset, hp.config, hp.revision, hp.data_dir, hp.cache_dir, hp.audio_column, columns)
+
+    def _streamed_splits(self) -> tuple[dict[str, Dataset], dict[str, list[str]]]:
+        """Validation and test read whole from the stream (map-style, exact); train kept as `self.stream`."""
+        hp = self.hparams
+        columns = [hp.text_column, *self.metadata_columns, *(c for c in (hp.id_column,) if c)]
+        trainer = self.trainer
+        shards = max(hp.num_workers, 1) * (trainer.world_size if trainer else 1)
+        streams = load_stream_source(
+            hp.dataset, hp.config, hp.revision, hp.data_dir, hp.cache_dir, hp.audio_column, columns, shards
+        )
+        named = {SPLIT_ALIASES[k]: v for k, v in streams.items() if k in SPLIT_ALIASES}
+        if not set(named) >= set(SPLITS):
+            raise ValueError(
+                f"data.streaming=true needs a source with its own train, validation and test splits; {hp.dataset} "
+                f"has {list(streams)}: index it instead (data.streaming=false), which can split one pool"
+            )
+        self.split_source = "predefined"
+        self.stream = named["train"].take(hp.max_samples) if hp.max_samples else named["train"]
+        raw = {"train": Dataset.from_dict({hp.audio_column: [], hp.text_column: []})}
+        ids: dict[str, list[str]] = {"train": []}
+        for split in ("validation", "test"):
+            # the audio as a plain (bytes, path) struct: datasets 5 would encode an Audio column with torchcodec
+            features = datasets.Features(named[split].features)
+            features[hp.audio_column] = {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}
+            ds = Dataset.from_generator(_rows, gen_kwargs={"stream": named[split]}, features=features,
+                                        cache_dir=hp.cache_dir)  # fmt: skip
+            raw[split] = head(ds, hp.max_samples).cast_column(hp.audio_column, datasets.Audio(decode=False))
+            ids[split] = clip_ids(raw[split], hp.id_column, hp.audio_column, hp.data_dir)
+        return raw, ids
+
+    def _stream_loader(self) -> StreamingLoader:
+        hp, trainer = self.hparams, self.trainer
+        if trainer is not None and trainer.max_steps < 1:
+            raise ValueError("data.streaming=true trains by steps: set trainer.max_steps (a stream has no epochs)")
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        stream = self.stream.shuffle(seed=hp.seed, buffer_size=hp.stream_buffer_clips)
+        text_kwargs = {
+            "chars_to_ignore": hp.chars_to_ignore, "vocab_json": json.dumps(self.vocab, sort_keys=True),
+            "fe_json": self.feature_extractor.to_json_string(), "config_json": geometry_json(self.frontend.config),
+            "min_samples": int(hp.min_duration_s * self.frontend.sampling_rate),
+            "max_samples": int(hp.max_duration_s * self.frontend.sampling_rate),
+        }  # fmt: skip
+        clips = StreamingClips(
+            split_dataset_by_node(stream, rank=rank, world_size=world), hp.audio_column, hp.text_column,
+            hp.id_column, text_kwargs, self.frontend, self.collator, hp.max_batch_seconds, hp.batch_size,
+            buffer_clips=hp.stream_buffer_clips, augmenter=self.augmenter, seed=hp.seed, rank=rank,
+        )  # fmt: skip
+        pin = trainer is not None and trainer.strategy.root_device.type == "cuda"
+        return StreamingLoader(clips, num_workers=hp.num_workers, pin_memory=pin)
 
     def _split(self, ds: DatasetDict) -> tuple[dict[str, Dataset], dict[str, list[str]]]:
         """The three splits and the ids of their rows."""
@@ -444,3 +514,7 @@ class ASRDataModule(L.LightningDataModule):
             loop = trainer.fit_loop.epoch_loop
             return ResumableDataLoader(ds, batches_done=lambda: loop.batch_progress.current.processed, **kwargs)
         return DataLoader(ds, **kwargs)
+
+
+def _rows(stream: Any) -> Any:
+    yield from stream

@@ -8,6 +8,7 @@ import math
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,7 @@ class ASRModule(L.LightningModule):
         self.test_records: list[dict[str, str]] = []
         self.nonfinite_steps = 0  # skipped optimiser steps, this run
         self.dropped_clips = 0  # clips whose audio failed to decode in a worker, this run
+        self.stream_skips: Counter[str] = Counter()  # streamed clips left out, by reason (data.streaming)
         self._nonfinite_streak = 0
 
     PROBABILITIES = ("layerdrop", "mask_time_prob", "mask_feature_prob", "hidden_dropout", "activation_dropout",
@@ -332,6 +334,10 @@ class ASRModule(L.LightningModule):
             rank_zero_warn(f"step {self.global_step}: {len(batch['dropped'])} clip(s) dropped: {batch['dropped']}")
         if self.training and self.dropped_clips:
             self.log("train/dropped_clips", float(self.dropped_clips))
+        if "skipped" in batch:  # a streamed batch: the clips its worker's filters left out since the last one
+            self.stream_skips.update(batch["skipped"])
+            # each rank counts its own stream; the logged value is their sum
+            self.log("train/skipped_clips", float(sum(self.stream_skips.values())), sync_dist=True, reduce_fx="sum")
 
     def _eval_step(self, stage: str, batch: dict[str, Any]) -> None:
         self._count_dropped(batch)
@@ -424,10 +430,14 @@ class ASRModule(L.LightningModule):
         checkpoint["hf_config"] = self.model.config.to_dict()
         checkpoint["nonfinite_steps"] = [self.nonfinite_steps, self._nonfinite_streak]
         checkpoint["train_time_s"] = self.train_time_s
+        checkpoint["counts"] = {"dropped_clips": self.dropped_clips, "stream_skips": dict(self.stream_skips)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.nonfinite_steps, self._nonfinite_streak = checkpoint.get("nonfinite_steps", [0, 0])
         self._train_time_before = float(checkpoint.get("train_time_s", 0.0))
+        counts = checkpoint.get("counts", {})
+        self.dropped_clips = int(counts.get("dropped_clips", 0))
+        self.stream_skips = Counter(counts.get("stream_skips", {}))
 
     @property
     def train_time_s(self) -> float:
