@@ -37,3 +37,22 @@ def test_infer_and_data_speed_smoke(tmp_path: Path) -> None:
     assert set(infer["variants"]) == {"fp32", "int8"} and all(v["rtf"] > 0 for v in infer["variants"].values())
     data = run_bench("bench.data_speed", tmp_path / "data.json", "--num-proc", "1", "--workdir", str(tmp_path / "d"))
     assert data["per_clip"]["pipeline"] > 0 and data["data_module"]["num_proc=1"] > 0
+
+
+@pytest.mark.slow
+def test_data_scale_smoke(tmp_path: Path) -> None:
+    results = run_bench("bench.data_scale", tmp_path / "scale.json", "--workdir", str(tmp_path / "work"))
+    assert {"command", "machine", "versions", "settings", "targets", "corpora", "summary"} <= set(results)
+    assert {"cpu", "cores", "ram_gib"} <= set(results["machine"])
+    assert {"python", "torch", "datasets", "soundfile", "soxr"} <= set(results["versions"])
+    (corpus,) = results["corpora"]
+    assert {"clips", "hours", "source_mb_per_hour"} <= set(corpus["corpus"])
+    new = corpus["new"]
+    for setup in ("setup_first", "setup_cached", "setup_header_only"):
+        assert {"setup_s_per_hour", "peak_rss_mb"} <= set(new[setup])
+    assert new["cache_mb_per_hour"] > 0 and new["setup_cached"]["first_batch_s"] > 0
+    assert {(r["workers"], r["augment"]) for r in new["setup_cached"]["loaders"]} == {(1, False), (1, True)}
+    assert all(r["audio_s_per_s_per_worker"] > 0 for r in new["setup_cached"]["loaders"])
+    # the old pipeline needs the repository's history (a shallow clone says why it was not measured)
+    assert "not_measured" in corpus["old"] or corpus["old"]["cache_mb_per_hour"] > 0
+    assert "measured" in corpus["streaming"]
