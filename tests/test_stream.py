@@ -77,3 +77,5 @@ def test_a_resumed_stream_goes_on_from_each_workers_position(parquet_dataset: Pa
     assert not set(rest) & set(seen)
     lost = set(everything) - set(seen) - set(rest)
     assert len(lost) <= dm.hparams.stream_buffer_clips and len(set(everything)) == SIZES["train"] - 3
+    again = [i for b in resumed for i in b["ids"]]  # the next pass: the whole stream, in a new order
+    assert sorted(again) == sorted(everything) and again != everything

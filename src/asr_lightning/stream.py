@@ -157,10 +157,14 @@ class StreamingLoader(DataLoader):
         self.states: dict[int, dict] = dict(dataset.resume_states)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        # Lightning sets no epoch on an iterable dataset: each full pass over the stream is the next epoch (a new
+        # shuffle), and only the first pass after a resume starts at the saved positions
         for batch in super().__iter__():
             worker, state = batch.pop("stream_state")
             self.states[worker] = state
             yield batch
+        self.dataset.epoch += 1
+        self.dataset.resume_states, self.states = {}, {}
 
     def state_dict(self) -> dict[str, Any]:
         return {"stream_states": {str(k): v for k, v in self.states.items()}, "epoch": self.dataset.epoch}
