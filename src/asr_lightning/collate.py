@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
@@ -37,7 +38,7 @@ class CTCCollator:
         examples = [e for e in examples if "failed" not in e]
         if not examples:
             return {"ids": [], "texts": [], "num_samples": [], "dropped": dropped}
-        inputs = [torch.tensor(e[name], dtype=torch.float32) for e in examples]  # copies: arrow buffers are read-only
+        inputs = [_float_tensor(e[name]) for e in examples]
         batch: dict[str, Any] = {
             name: pad_sequence(inputs, batch_first=True, padding_value=self.padding_value),  # (B, T) or (B, T, dim)
             "input_lengths": torch.tensor([len(x) for x in inputs]),
@@ -53,7 +54,17 @@ class CTCCollator:
             lengths = batch["input_lengths"]
             batch["attention_mask"] = (torch.arange(batch[name].shape[1])[None, :] < lengths[:, None]).long()
         if "labels" in examples[0]:
-            labels = [torch.as_tensor(e["labels"], dtype=torch.long) for e in examples]
+            labels = [
+                torch.tensor(e["labels"], dtype=torch.long) for e in examples
+            ]  # copies: Arrow memory is read-only
             batch["labels"] = pad_sequence(labels, batch_first=True, padding_value=LABEL_PAD)  # (B, L)
             batch["label_lengths"] = [len(x) for x in labels]
         return batch
+
+
+def _float_tensor(values: Any) -> torch.Tensor:
+    # A worker's fresh float32 features are shared, not copied (the padded batch is a new tensor anyway);
+    # anything else (lists, read-only Arrow buffers, other dtypes) is copied.
+    if isinstance(values, np.ndarray) and values.dtype == np.float32 and values.flags.writeable:
+        return torch.from_numpy(values)
+    return torch.tensor(np.asarray(values), dtype=torch.float32)
