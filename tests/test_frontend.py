@@ -93,3 +93,16 @@ def test_waveform_features_normalise_as_the_feature_extractor() -> None:
 def test_an_encoder_without_a_ctc_model_is_named() -> None:
     with pytest.raises(ValueError, match="no CTC model"):
         Frontend(AutoConfig.for_model("whisper"), Wav2Vec2FeatureExtractor())
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_waveform_features_are_the_feature_extractors_bits(normalize: bool) -> None:
+    frontend, _ = frontend_and_model("hubert")
+    frontend.feature_extractor.do_normalize = normalize
+    rng = np.random.default_rng(2)
+    for n in (400, 1601, 23_457):
+        for scale in (0.01, 1.0, 3.0):
+            audio = rng.normal(0.3, scale, n).astype(np.float32)
+            fe = frontend.feature_extractor
+            expected = np.asarray(fe(audio, sampling_rate=16000).input_values[0], dtype=np.float32)
+            assert np.array_equal(frontend.features(audio), expected)
