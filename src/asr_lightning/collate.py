@@ -52,7 +52,8 @@ class CTCCollator:
         }
         if self.return_attention_mask:
             lengths = batch["input_lengths"]
-            batch["attention_mask"] = (torch.arange(batch[name].shape[1])[None, :] < lengths[:, None]).long()
+            # int32, as the feature extractors return it: half the bytes of int64 for a (B, T) of samples
+            batch["attention_mask"] = (torch.arange(batch[name].shape[1])[None, :] < lengths[:, None]).to(torch.int32)
         if "labels" in examples[0]:
             labels = [
                 torch.tensor(e["labels"], dtype=torch.long) for e in examples
