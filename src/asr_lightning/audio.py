@@ -56,15 +56,7 @@ def load_audio(source: bytes | str | Path, target_sr: int) -> np.ndarray:
     Raises:
         AudioError: missing, undecodable, truncated, empty or non-finite audio (its `reason` says which).
     """
-    if isinstance(source, bytes):
-        name, size = "<bytes>", len(source)
-    else:
-        name, path = str(source), Path(source)
-        if not path.exists():
-            raise AudioError(f"{name} does not exist", reason="missing_file")
-        size = path.stat().st_size if path.is_file() else None
-    if size == 0:  # an interrupted copy or download; libsndfile would call it an unrecognised format
-        raise AudioError(f"{name} is an empty file (0 bytes)", reason="empty_audio")
+    name = _present(source)
     try:
         with sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else source) as file:
             sr, counted, container = file.samplerate, file.frames, file.format
@@ -100,6 +92,23 @@ def audio_length(source: bytes | str | Path, target_sr: int) -> int:
     Raises:
         AudioError: missing, empty or undecodable (its `reason` says which).
     """
+    name = _present(source)
+    try:
+        info = sf.info(io.BytesIO(source) if isinstance(source, bytes) else str(source))
+    except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as err:
+        raise AudioError(f"cannot decode {name}: {err}", reason="undecodable") from err
+    if info.frames <= 0:
+        raise AudioError(f"{name} has no samples", reason="empty_audio")
+    return int(round(info.frames * target_sr / info.samplerate))
+
+
+def _present(source: bytes | str | Path) -> str:
+    """The source's name for messages, once it is known to exist and not to be empty.
+
+    Raises:
+        AudioError: a missing file, or 0 bytes (an interrupted copy or download; libsndfile would call it an
+            unrecognised format).
+    """
     if isinstance(source, bytes):
         name, size = "<bytes>", len(source)
     else:
@@ -109,13 +118,7 @@ def audio_length(source: bytes | str | Path, target_sr: int) -> int:
         size = path.stat().st_size if path.is_file() else None
     if size == 0:
         raise AudioError(f"{name} is an empty file (0 bytes)", reason="empty_audio")
-    try:
-        info = sf.info(io.BytesIO(source) if isinstance(source, bytes) else str(source))
-    except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as err:
-        raise AudioError(f"cannot decode {name}: {err}", reason="undecodable") from err
-    if info.frames <= 0:
-        raise AudioError(f"{name} has no samples", reason="empty_audio")
-    return int(round(info.frames * target_sr / info.samplerate))
+    return name
 
 
 def _header_frames(source: bytes | str | Path) -> int | None:
