@@ -153,11 +153,6 @@ def check_loading(model: PreTrainedModel, name: str, info: dict[str, Any], head_
              "; ".join(parts))  # fmt: skip
 
 
-def encoder_parameters(model: PreTrainedModel) -> list[torch.nn.Parameter]:
-    """Every parameter outside the CTC head (`freeze_encoder_steps` keeps them fixed)."""
-    return [p for n, p in model.named_parameters() if not _is_head(n)]
-
-
 def layer_lr_groups(
     named: Iterable[tuple[str, torch.nn.Parameter]],
     num_layers: int,

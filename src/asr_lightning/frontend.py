@@ -11,7 +11,6 @@ over the feature extractor's own frame count, never a copy of their geometry.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -107,10 +106,6 @@ class Frontend:
             mid = (low + high) // 2
             low, high = (mid + 1, high) if self.output_frames(mid) < 1 else (low, mid)
         return low
-
-    def aligned_samples(self, seconds: float) -> int:
-        """`seconds` rounded down to whole logit frames, in samples (for chunking)."""
-        return max(int(math.floor(seconds * self.sampling_rate / self.hop_samples)), 1) * self.hop_samples
 
 
 def ctc_min_frames(labels: Sequence[int]) -> int:
