@@ -157,3 +157,10 @@ def test_load_feature_extractor_default() -> None:
     assert fe.do_normalize is True
     assert load_feature_extractor(None, sampling_rate=8000).sampling_rate == 8000
     assert load_feature_extractor(None).return_attention_mask is False
+
+
+def test_normalize_text_spells_one_word_one_way() -> None:
+    # NFKC: full-width letters and composed accents; a typographic apostrophe inside a word is the apostrophe
+    assert normalize_text("Don’t ｓｔｏｐ, “café”!") == "DON'T STOP CAFÉ"
+    assert normalize_text("cafe\u0301") == normalize_text("café")
+    assert normalize_text("‘quoted’ rock ’n’ roll") == "QUOTED ROCK N ROLL"  # quotes, not apostrophes: deleted

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import tempfile
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,10 +33,13 @@ log = logging.getLogger(__name__)
 DEFAULT_CHARS_TO_IGNORE = r"[,?.!\-;:\"“”‘’%�()\[\]{}…/\\|]"
 WORD_DELIMITER = "|"
 SPECIAL_TOKENS = {"pad": "<pad>", "bos": "<s>", "eos": "</s>", "unk": "<unk>"}
+# a right single quotation mark or modifier apostrophe between two letters is an apostrophe
+_APOSTROPHE = re.compile(r"(?<=\w)[’ʼ](?=\w)")
 
 
 def normalize_text(text: str, chars_to_ignore: str | None = DEFAULT_CHARS_TO_IGNORE) -> str:
-    """Uppercase, drop ignored characters and collapse whitespace.
+    """Unicode NFKC, typographic apostrophes inside words as `'`, uppercase, drop ignored characters and collapse
+    whitespace.
 
     Args:
         text: a raw transcript.
@@ -44,7 +48,9 @@ def normalize_text(text: str, chars_to_ignore: str | None = DEFAULT_CHARS_TO_IGN
     Returns:
         The normalised transcript; empty if nothing speakable is left.
     """
-    text = text.upper()
+    # NFKC: one code point sequence per character (composed accents, ASCII for full-width forms), so a corpus
+    # typed two ways spells one vocabulary. Common Voice writes "don’t" as often as "don't": one word, not "DON T".
+    text = _APOSTROPHE.sub("'", unicodedata.normalize("NFKC", text)).upper()
     if chars_to_ignore:
         text = re.sub(chars_to_ignore, " ", text)
     return " ".join(text.split())
