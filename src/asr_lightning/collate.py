@@ -50,6 +50,8 @@ class CTCCollator:
             "texts": [e["text"] for e in examples],
             "dropped": dropped,
         }
+        if "set" in examples[0]:  # a role of several sets: each clip is scored in its own
+            batch["sets"] = [e["set"] for e in examples]
         if self.return_attention_mask:
             lengths = batch["input_lengths"]
             # int32, as the feature extractors return it: half the bytes of int64 for a (B, T) of samples

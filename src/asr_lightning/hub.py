@@ -41,6 +41,17 @@ def load_dataset(path: str, **kwargs: Any) -> datasets.DatasetDict:
         raise
 
 
+def split_names(path: str, **kwargs: Any) -> list[str]:
+    """`datasets.get_dataset_split_names` for a Hub dataset, failing fast as `load_dataset` does."""
+    ensure_hub_or_offline()
+    try:
+        return datasets.get_dataset_split_names(path, **kwargs)
+    except OSError as err:
+        if is_offline():
+            raise HubUnavailableError(_help("dataset", path, datasets.config.HF_DATASETS_CACHE)) from err
+        raise
+
+
 def from_pretrained(cls: type[T], name_or_path: str, what: str = "model", **kwargs: Any) -> T:
     """`cls.from_pretrained(name_or_path)` failing fast with `HubUnavailableError` when offline.
 

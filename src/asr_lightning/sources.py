@@ -11,7 +11,10 @@ import datasets
 from datasets import Audio, Dataset, DatasetDict, IterableDatasetDict
 
 from asr_lightning import hub
+from asr_lightning.corpora import LAYOUTS, corpus_splits
 
+# Hub corpora whose download layout is read instead when data.data_dir is set (`corpora.LAYOUTS`)
+HUB_LAYOUTS = {"openslr/librispeech_asr": "librispeech"}
 # Source split names and the split each one is
 SPLIT_ALIASES = {
     "train": "train",
@@ -30,24 +33,41 @@ def load_source(
     cache_dir: str | None,
     audio_column: str,
     columns: list[str],
+    splits: list[str] | None = None,
 ) -> DatasetDict:
-    """The source's splits, each checked to have `audio_column` and `columns`, the audio undecoded.
+    """The source's splits (only `splits`, when given), each checked to have `audio_column` and `columns`, the
+    audio undecoded.
+
+    `dataset` is a Hub id, a local dataset directory, `audiofolder`, or a corpus download layout
+    (`corpora.LAYOUTS`: `librispeech`, `librilight`, `common_voice`) read from `data_dir`. A Hub corpus whose
+    download layout is known (`openslr/librispeech_asr`) is read from that layout when `data_dir` is set.
 
     Raises:
-        FileNotFoundError: an audiofolder that is not a directory.
-        ValueError: a config the dataset does not have (from its card, before any download).
+        FileNotFoundError: an audiofolder or corpus folder that is not a directory.
+        ValueError: a config the dataset does not have (from its card, before any download), or a split it lacks.
         KeyError: a missing column, naming the columns there are and the `data.` keys to set.
     """
-    if dataset == "audiofolder":
+    layout = HUB_LAYOUTS.get(dataset) if data_dir else None
+    layout = dataset if dataset in LAYOUTS else layout
+    if dataset == "audiofolder" or layout:
         if not Path(data_dir).is_dir():
-            raise FileNotFoundError(f"data.data_dir={data_dir} is not a directory (an audiofolder dataset)")
-        ds = load_audiofolder(data_dir, audio_column, cache_dir)
+            raise FileNotFoundError(f"data.data_dir={data_dir} is not a directory (a {layout or dataset} folder)")
+        if layout:
+            try:
+                ds = LAYOUTS[layout](data_dir, splits=splits, cache_dir=cache_dir)
+            except KeyError as err:
+                raise ValueError(f"{err.args[0]}: set data.train_splits, val_splits and test_splits") from None
+        else:
+            ds = load_audiofolder(data_dir, audio_column, cache_dir)
     else:
         try:  # an unknown config fails here, from the dataset's card, before any data is downloaded
+            options = {"split": list(splits)} if splits else {}
             if Path(dataset).exists():
-                ds = datasets.load_dataset(dataset, name=config, data_dir=data_dir, cache_dir=cache_dir)
+                ds = datasets.load_dataset(dataset, name=config, data_dir=data_dir, cache_dir=cache_dir, **options)
             else:
-                ds = hub.load_dataset(dataset, name=config, revision=revision, cache_dir=cache_dir)
+                ds = hub.load_dataset(dataset, name=config, revision=revision, cache_dir=cache_dir, **options)
+            if splits:
+                ds = DatasetDict(zip(splits, ds, strict=True))
         except ValueError as err:
             if "BuilderConfig" not in str(err):
                 raise
@@ -62,6 +82,24 @@ def load_source(
             )
     # decode=False: we decode with soundfile and resample with soxr (no torchcodec/FFmpeg).
     return DatasetDict({k: v.cast_column(audio_column, Audio(decode=False)) for k, v in ds.items()})
+
+
+def source_splits(dataset: str, config: str | None, revision: str | None, data_dir: str | None) -> list[str] | None:
+    """The split names a source offers, read without loading them (a corpus folder's listing, a dataset card);
+    None for an audiofolder, whose few splits are loaded whole."""
+    layout = dataset if dataset in LAYOUTS else (HUB_LAYOUTS.get(dataset) if data_dir else None)
+    if layout:
+        return corpus_splits(layout, data_dir)
+    if dataset == "audiofolder":
+        return None
+    try:
+        if Path(dataset).exists():
+            return datasets.get_dataset_split_names(dataset, config_name=config, data_dir=data_dir)
+        return hub.split_names(dataset, config_name=config, revision=revision)
+    except ValueError as err:
+        if "BuilderConfig" not in str(err):
+            raise
+        raise ValueError(f"data.config={config!r} is not a config of {dataset}: {err}") from None
 
 
 def load_stream_source(

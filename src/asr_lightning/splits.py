@@ -1,6 +1,7 @@
 # pytest tests/test_splits.py
-"""Train, validation and test: the source's own splits, or one pool split by seed (optionally by speaker), or
-the split of an earlier run's `splits.json`; and the ids that name each clip across runs."""
+"""Train, validation and test: the source's own splits (several validation and test sets allowed, each scored
+apart), or one pool split by seed (optionally by speaker), or the split of an earlier run's `splits.json`; and the
+ids that name each clip across runs."""
 
 from __future__ import annotations
 
@@ -18,8 +19,80 @@ from asr_lightning.sources import SPLIT_ALIASES, audio_paths
 SPLITS = ("train", "validation", "test")
 
 
-def split_rows(
+def split_sets(
     ds: DatasetDict,
+    ids_of: Any,
+    named: dict[str, list[str] | None],
+    resplit: bool,
+    max_samples: int | None,
+    splits_file: str | None,
+    val_fraction: float,
+    test_fraction: float,
+    split_seed: int,
+    group_column: str | None,
+) -> tuple[dict[str, dict[str, Dataset]], dict[str, dict[str, list[str]]], dict[str, Any]]:
+    """Each role's sets (`role -> set name -> rows`), their rows' ids (`ids_of(dataset)`), and how they were made.
+
+    Args:
+        ds: the source's splits, by (renamed) split name.
+        named: role -> the source splits that make it (`data.train_splits`, `val_splits`, `test_splits`); None:
+            the splits named like the role (`SPLIT_ALIASES`). Several of a role: train pools them; each
+            validation and test split is a set of its own, scored apart.
+        resplit: pool the splits (the named ones, or all) and split the pool by seed, ignoring their names.
+
+    A source with one split (MInDS-14) is pooled and split by seed; a role that no split fills (a source with
+    train and test only) is held out of the train rows by its fraction. Nothing else is ever pooled: a source
+    whose split names fill no train role fails, naming them.
+
+    Raises:
+        ValueError: a named split the source lacks, a split named for two roles, or no train split.
+    """
+    found = list(ds)
+    listed = [s for names in named.values() for s in names or []]
+    missing = [s for s in listed if s not in ds]
+    if missing:
+        raise ValueError(
+            f"data split(s) {missing} are not in the source, whose splits are {found}: set data.train_splits, "
+            "data.val_splits and data.test_splits to some of those"
+        )
+    twice = sorted({s for s in listed if listed.count(s) > 1})
+    if twice:
+        raise ValueError(f"split(s) {twice} are named for two of train/validation/test: a set used twice leaks")
+    if splits_file or resplit or len(ds) == 1:
+        pool_names = [s for s in found if s in listed] or found
+        return _pooled(ds, pool_names, ids_of, max_samples, splits_file, val_fraction, test_fraction, split_seed,
+                       group_column)  # fmt: skip
+    roles = {
+        role: list(names) if names is not None else [s for s in found if SPLIT_ALIASES.get(s) == role]
+        for role, names in ((r, named.get(r)) for r in SPLITS)
+    }
+    if not roles["train"]:
+        raise ValueError(
+            f"the source's splits {found} name no train split: set data.train_splits (and val_splits, test_splits) "
+            "to some of them, or data.resplit=true to pool them all and split the pool by data.split_seed"
+        )
+    sets = {role: {s: head(ds[s], max_samples) for s in names} for role, names in roles.items()}
+    ids = {role: {s: ids_of(d) for s, d in parts.items()} for role, parts in sets.items()}
+    meta: dict[str, Any] = {"source": "predefined"}
+    held_out = [r for r in ("validation", "test") if named.get(r) is None and not roles[r]]
+    if held_out:  # e.g. train and test only: validation comes out of train, never out of test
+        train = _concat(list(sets["train"].values()))
+        train_ids = [k for part in ids["train"].values() for k in part]
+        fractions = {"validation": val_fraction if "validation" in held_out else 0.0,
+                     "test": test_fraction if "test" in held_out else 0.0}  # fmt: skip
+        groups = train[group_column] if group_column else None
+        index = split_indices(len(train), fractions["validation"], fractions["test"], split_seed, groups)
+        name = roles["train"][0] if len(roles["train"]) == 1 else "train"
+        for role, set_name in (("train", name), *((r, r) for r in held_out)):
+            sets[role] = {set_name: train.select(index[role])}
+            ids[role] = {set_name: [train_ids[i] for i in index[role]]}
+        meta |= {"source": "predefined+held_out", "held_out": held_out, "held_out_from": roles["train"]}
+    return sets, ids, meta
+
+
+def _pooled(
+    ds: DatasetDict,
+    names: list[str],
     ids_of: Any,
     max_samples: int | None,
     splits_file: str | None,
@@ -27,22 +100,29 @@ def split_rows(
     test_fraction: float,
     split_seed: int,
     group_column: str | None,
-) -> tuple[dict[str, Dataset], dict[str, list[str]], str]:
-    """The three splits, the ids of their rows (`ids_of(dataset)`), and where the split came from."""
-    named = {SPLIT_ALIASES[k]: v for k, v in ds.items() if k in SPLIT_ALIASES}
-    if set(named) >= set(SPLITS) and not splits_file:
-        splits = {s: head(named[s], max_samples) for s in SPLITS}
-        return splits, {s: ids_of(d) for s, d in splits.items()}, "predefined"
-    # One pool of rows (MInDS-14 ships only `train`), split deterministically.
-    pool = datasets.concatenate_datasets([ds[k] for k in sorted(ds)]) if len(ds) > 1 else next(iter(ds.values()))
-    pool = head(pool, max_samples)
+) -> tuple[dict[str, dict[str, Dataset]], dict[str, dict[str, list[str]]], dict[str, Any]]:
+    """One pool of rows split by seed (optionally by group), or as an earlier run's `splits.json` says."""
+    pool = head(_concat([ds[k] for k in names]), max_samples)
     ids = ids_of(pool)
+    meta: dict[str, Any] = {"pooled": names}
     if splits_file:
-        source, index = f"file:{splits_file}", indices_from_file(splits_file, ids)
+        meta["source"], sets = f"file:{splits_file}", sets_from_file(splits_file, ids)
     else:
         groups = pool[group_column] if group_column else None
-        source, index = "random", split_indices(len(pool), val_fraction, test_fraction, split_seed, groups)
-    return {s: pool.select(index[s]) for s in SPLITS}, {s: [ids[i] for i in index[s]] for s in SPLITS}, source
+        index = split_indices(len(pool), val_fraction, test_fraction, split_seed, groups)
+        meta["source"] = "random"
+        train = names[0] if len(names) == 1 else "train"
+        sets = {"train": {train: index["train"]}, "validation": {"validation": index["validation"]},
+                "test": {"test": index["test"]}}  # fmt: skip
+    return (
+        {role: {s: pool.select(i) for s, i in parts.items()} for role, parts in sets.items()},
+        {role: {s: [ids[j] for j in i] for s, i in parts.items()} for role, parts in sets.items()},
+        meta,
+    )
+
+
+def _concat(parts: list[Dataset]) -> Dataset:
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
 
 def head(ds: Dataset, n: int | None) -> Dataset:
@@ -67,23 +147,26 @@ def clip_ids(ds: Dataset, id_column: str | None, audio_column: str, data_dir: st
     return ids
 
 
-def indices_from_file(splits_file: str, ids: list[str]) -> dict[str, list[int]]:
-    """Row indices of the ids an earlier run's `splits.json` put in each split.
+def sets_from_file(splits_file: str, ids: list[str]) -> dict[str, dict[str, list[int]]]:
+    """Row indices of the ids an earlier run's `splits.json` put in each role's sets (one set per role, named
+    like it, in files from before several sets per role).
 
     Raises:
         KeyError: ids of the file that are not in the dataset.
     """
     saved = json.loads(Path(splits_file).read_text())
+    named = saved.get("sets") or {role: {role: saved[role]} for role in SPLITS}
     position = {k: i for i, k in enumerate(ids)}
-    index = {}
-    for split in SPLITS:
-        unknown = [k for k in saved[split] if k not in position]
-        if unknown:
-            raise KeyError(
-                f"{splits_file}: {len(unknown)} {split} id(s) are not in the dataset "
-                f"(e.g. {unknown[:3]}); was it made from another dataset, config or max_samples?"
-            )
-        index[split] = [position[k] for k in saved[split]]
+    index: dict[str, dict[str, list[int]]] = {}
+    for role in SPLITS:
+        for name, keys in named.get(role, {}).items():
+            unknown = [k for k in keys if k not in position]
+            if unknown:
+                raise KeyError(
+                    f"{splits_file}: {len(unknown)} {role} id(s) of {name} are not in the dataset "
+                    f"(e.g. {unknown[:3]}); was it made from another dataset, config or max_samples?"
+                )
+            index.setdefault(role, {})[name] = [position[k] for k in keys]
     return index
 
 

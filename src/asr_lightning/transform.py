@@ -27,7 +27,8 @@ class ClipDataset(torch.utils.data.Dataset):
     """One split's kept clips: index rows (labels, text, lengths) joined to the source's audio in the workers.
 
     Args:
-        index: the split's kept index rows (`id`, `row`, `text`, `labels`, `input_length`; `index.py`).
+        index: the split's kept index rows (`id`, `row`, `text`, `labels`, `input_length`; `index.py`), and a
+            `set` column when it holds several sets (LibriSpeech's dev-clean and dev-other): each item names its set.
         source: the split's source rows, its audio column undecoded (`Audio(decode=False)`: bytes or a path).
         audio_column: that column.
         frontend: the model's input and frames (`Frontend`).
@@ -53,6 +54,7 @@ class ClipDataset(torch.utils.data.Dataset):
         table = index.select_columns(["id", "row", "text", "input_length", "labels"]).with_format("arrow")[:]
         self._ids, self._texts = table.column("id").combine_chunks(), table.column("text").combine_chunks()
         self._rows = table.column("row").to_numpy()
+        self._sets = index["set"] if "set" in index.column_names else None
         self._lengths = table.column("input_length").to_numpy()
         labels = table.column("labels").combine_chunks()
         self._label_offsets, self._label_values = labels.offsets.to_numpy(), labels.values.to_numpy()
@@ -64,6 +66,11 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self._rows)
+
+    @staticmethod
+    def index_lengths(index: Dataset) -> list[int]:
+        """An index's clip lengths (samples at the model's rate), read without building the dataset."""
+        return index.select_columns(["input_length"]).with_format("arrow")[:].column("input_length").to_pylist()
 
     @property
     def lengths(self) -> list[int]:
@@ -95,5 +102,8 @@ class ClipDataset(torch.utils.data.Dataset):
                 factor = 1.0
             audio = self.augmenter(audio, rng, factor=factor)
         name = self.frontend.input_name
-        return {name: self.frontend.features(audio), "input_length": len(audio), "labels": labels, "id": clip_id,
+        item = {name: self.frontend.features(audio), "input_length": len(audio), "labels": labels, "id": clip_id,
                 "text": self._texts[i].as_py()}  # fmt: skip
+        if self._sets is not None:
+            item["set"] = self._sets[i]
+        return item
