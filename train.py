@@ -65,6 +65,7 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
     finish_wandb(loggers, failed=False)
     metrics["seed"] = cfg.seed
     metrics["metadata_columns"] = list(datamodule.metadata_columns)
+    metrics["eval_sets"] = datamodule.eval_sets  # the first of each is val/wer, test/wer
     metrics["overrides"] = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     metrics["data"] = {s: {k: r[k] for k in ("rows", "kept", "hours", "skipped")} for s, r in datamodule.report.items()}
     metrics["provenance"] = prov
@@ -101,14 +102,22 @@ def fit_test_export(
 
 
 def score(trainer: L.Trainer, model, datamodule, split: str, ckpt: str | None, out_dir: Path) -> dict[str, float]:
-    """Validate or test `ckpt`; rank 0 writes `predictions/<split>.jsonl` and `analysis/<split>.{json,md}`."""
+    """Validate or test `ckpt`; rank 0 writes `predictions/<split>.jsonl` and `analysis/<split>.{json,md}`, and
+    with several sets also `predictions/<split>/<set>.jsonl` and `analysis/<split>/<set>.{json,md}`."""
     run, records = (trainer.test, "test_records") if split == "test" else (trainer.validate, "val_records")
     results = {k: float(v) for k, v in run(model, datamodule=datamodule, ckpt_path=ckpt)[0].items()}
     if trainer.is_global_zero:
         rows = utterance_records(getattr(model, records), datamodule.metadata[split])
+        sets = datamodule.eval_sets[split]
+        columns = [*datamodule.metadata_columns, *(["set"] if len(sets) > 1 else [])]
         write_jsonl(out_dir / "predictions" / f"{split}.jsonl", rows)
-        if rows:  # S/D/I totals, WER per metadata value, frequent confusions
-            write_analysis(error_analysis(rows, datamodule.metadata_columns), out_dir / "analysis", split)
+        if rows:  # S/D/I totals, WER per metadata value (and per set), frequent confusions
+            write_analysis(error_analysis(rows, columns), out_dir / "analysis", split)
+        for name in sets if len(sets) > 1 else []:
+            mine = [r for r in rows if r.get("set") == name]
+            write_jsonl(out_dir / "predictions" / split / f"{name}.jsonl", mine)
+            if mine:
+                write_analysis(error_analysis(mine, datamodule.metadata_columns), out_dir / "analysis" / split, name)
     return results
 
 

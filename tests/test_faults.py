@@ -16,8 +16,8 @@ def inject_inf(monkeypatch: pytest.MonkeyPatch, bad_steps: set[int] | None) -> N
     """Make the loss infinite at these global steps (None: at every step)."""
     ctc_loss = ASRModule.ctc_loss
 
-    def poisoned(self, logits, batch):
-        loss = ctc_loss(self, logits, batch)
+    def poisoned(self, logits, batch, reduction=None):
+        loss = ctc_loss(self, logits, batch, reduction)
         if self.training and (bad_steps is None or self.global_step in bad_steps):
             return loss * float("inf")
         return loss

@@ -247,7 +247,8 @@ class PredictionTables(L.Callback):
             self._sample = {ids[i]: i for i in picked}
         records = [r for r in pl_module.val_records if r["id"] in self._sample]
         rows = utterance_records(records, dm.metadata["validation"])
-        meta = dm.metadata_columns
+        # the sample is drawn from all validation sets together: a `set` column says which each clip is of
+        meta = [*dm.metadata_columns, *(["set"] if len(dm.eval_sets["validation"]) > 1 else [])]
         columns = ["id", *(["audio"] if self.log_audio else []), "reference", "hypothesis", "wer", "cer", *meta]
         clips = dm.dataset("validation")
         data = []
@@ -261,15 +262,22 @@ class PredictionTables(L.Callback):
         if logger is None or not trainer.is_global_zero or not self.log_test or not pl_module.test_records:
             return
         dm = trainer.datamodule
-        rows = utterance_records(pl_module.test_records, dm.metadata["test"])
+        everything = utterance_records(pl_module.test_records, dm.metadata["test"])
+        sets = dm.eval_sets["test"]
+        for name, key in zip(sets, dm.set_keys("test"), strict=True):  # a table per set: test/<set>/predictions
+            rows = [r for r in everything if r.get("set", name) == name]
+            self._log_test_tables(logger, rows, dm.metadata_columns, f"test/{key}/" if key else "test/")
+
+    @staticmethod
+    def _log_test_tables(logger: Any, rows: list[dict[str, Any]], metadata_columns: list[str], prefix: str) -> None:
         columns = ["id", "reference", "hypothesis", "wer", "cer", "substitutions", "deletions", "insertions",
-                   *dm.metadata_columns]  # fmt: skip
-        logger.log_table("test/predictions", columns=columns, data=[[r[c] for c in columns] for r in rows])
-        analysis = error_analysis(rows, dm.metadata_columns)
-        for col in dm.metadata_columns:
+                   *metadata_columns]  # fmt: skip
+        logger.log_table(f"{prefix}predictions", columns=columns, data=[[r[c] for c in columns] for r in rows])
+        analysis = error_analysis(rows, metadata_columns)
+        for col in metadata_columns:
             stats = analysis[f"by_{col}"]
             logger.log_table(
-                f"test/wer_by_{col}",
+                f"{prefix}wer_by_{col}",
                 columns=[col, "utterances", "ref_words", "substitutions", "deletions", "insertions", "wer"],
                 data=[[v, *(s[k] for k in ("utterances", "ref_words", "substitutions", "deletions", "insertions",
                                            "wer"))] for v, s in stats.items()],

@@ -22,6 +22,7 @@ from torchmetrics.text import CharErrorRate, WordErrorRate
 from transformers import ProcessorMixin, get_linear_schedule_with_warmup
 
 from asr_lightning import encoders
+from asr_lightning.data import ASRDataModule, set_keys
 from asr_lightning.decode import GreedyDecoder
 from asr_lightning.errors import ConfigError
 from asr_lightning.frontend import Frontend
@@ -171,10 +172,9 @@ class ASRModule(L.LightningModule):
         log.info("%s: %s of %s weights trained%s", type(self.model).__name__, f"{encoders.trained_parameters(self):,}",
                  f"{total:,}", f" (the CTC head alone for the first {freeze_encoder_steps} steps)"
                  if freeze_encoder_steps else "")  # fmt: skip
-        self.wer = torch.nn.ModuleDict({s: WordErrorRate() for s in ("val", "test")})
-        self.cer = torch.nn.ModuleDict({s: CharErrorRate() for s in ("val", "test")})
-        # sums of (loss x clips) and clips, synced once per epoch: under DDP the exact mean over the split
-        self.loss = torch.nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
+        # WER/CER/loss of each evaluation set, made at the start of each validation or test (the sets are the
+        # data's: `ASRDataModule.eval_sets`); synced once per epoch, so exact under DDP
+        self.scores: dict[str, dict[str, SetScores]] = {"val": {}, "test": {}}
         self.val_wer_best = MinMetric()
         self.val_wer_best.persistent(True)  # in checkpoints: a resumed run knows its best WER so far
         # per-utterance (id, reference, hypothesis) of the latest validation / test, complete under DDP
@@ -260,8 +260,9 @@ class ASRModule(L.LightningModule):
         """Whether this training step trains the CTC head alone (`freeze_encoder_steps`)."""
         return self.training and self._trainer is not None and self.global_step < self.hparams.freeze_encoder_steps
 
-    def ctc_loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        """CTC loss over each clip's real frames, in fp32, reduced as `config.ctc_loss_reduction`.
+    def ctc_loss(self, logits: torch.Tensor, batch: dict[str, Any], reduction: str | None = None) -> torch.Tensor:
+        """CTC loss over each clip's real frames, in fp32, reduced as `reduction` (default:
+        `config.ctc_loss_reduction`; `none`: each clip's loss, (batch,)).
 
         Our own rather than `Wav2Vec2ForCTC(labels=...)`'s, for speed: that one checks `labels.max()` and
         flattens targets with `masked_select`, each a host-device sync per step; here lengths come from the
@@ -278,7 +279,7 @@ class ASRModule(L.LightningModule):
             frames,
             batch["label_lengths"],
             blank=cfg.pad_token_id,
-            reduction=cfg.ctc_loss_reduction,
+            reduction=reduction or cfg.ctc_loss_reduction,
             zero_infinity=cfg.ctc_zero_infinity,
         )
 
@@ -309,17 +310,20 @@ class ASRModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self.val_records = []
+        self.scores["val"] = self._new_scores("validation")
 
     def on_validation_epoch_end(self) -> None:
-        wer = self.wer["val"].compute()
+        wer = self._log_scores("val")
         self.val_wer_best.update(wer)
         self.log("val/wer_best", self.val_wer_best.compute(), sync_dist=True)
         self.val_records = self._gather(self.val_records)
 
     def on_test_epoch_start(self) -> None:
         self.test_records = []
+        self.scores["test"] = self._new_scores("test")
 
     def on_test_epoch_end(self) -> None:
+        self._log_scores("test")
         self.test_records = self._gather(self.test_records)
 
     def transcribe_logits(self, logits: torch.Tensor, num_samples: Sequence[int] | None = None) -> list[str]:
@@ -346,17 +350,42 @@ class ASRModule(L.LightningModule):
         logits = self(batch)  # (batch, frames, vocab)
         hyps = self.transcribe_logits(logits, batch["num_samples"])
         refs = batch["texts"]
-        self.wer[stage].update(hyps, refs)
-        self.cer[stage].update(hyps, refs)
-        n = len(refs)
-        self.loss[stage].update(self.ctc_loss(logits, batch), weight=n)
-        self.log(f"{stage}/loss", self.loss[stage], batch_size=n)
-        self.log(f"{stage}/wer", self.wer[stage], batch_size=n, prog_bar=True)
-        self.log(f"{stage}/cer", self.cer[stage], batch_size=n)
+        # each clip's term of the mean CTC loss (its loss over its label length), so each set's mean is exact
+        losses = self.ctc_loss(logits, batch, reduction="none")
+        losses = losses / torch.tensor(batch["label_lengths"], device=losses.device).clamp(min=1)  # (batch,)
+        sets = batch.get("sets") or [next(iter(self.scores[stage]))] * len(refs)
+        for name in dict.fromkeys(sets):
+            if name not in self.scores[stage]:
+                raise KeyError(f"a {stage} batch holds clips of set {name!r}, not one of {list(self.scores[stage])}")
+            rows = [i for i, s in enumerate(sets) if s == name]
+            scores = self.scores[stage][name]
+            scores.wer.update([hyps[i] for i in rows], [refs[i] for i in rows])
+            scores.cer.update([hyps[i] for i in rows], [refs[i] for i in rows])
+            scores.loss.update(losses[rows])
         records = self.test_records if stage == "test" else self.val_records
         records += [
-            {"id": i, "reference": r, "hypothesis": h} for i, r, h in zip(batch["ids"], refs, hyps, strict=True)
+            {"id": i, "reference": r, "hypothesis": h, **({"set": s} if "sets" in batch else {})}
+            for i, r, h, s in zip(batch["ids"], refs, hyps, sets, strict=True)
         ]
+
+    def _new_scores(self, role: str) -> dict[str, SetScores]:
+        dm = self._trainer.datamodule if self._trainer is not None else None
+        names = dm.eval_sets[role] if isinstance(dm, ASRDataModule) else []
+        return {name: SetScores().to(self.device) for name in names or [role]}
+
+    def _log_scores(self, stage: str) -> torch.Tensor:
+        """Log each set's WER/CER/loss (`val/<set>/wer` when the role has several) and the first set's as the
+        role's (`val/wer`); returns the first set's WER."""
+        role = "validation" if stage == "val" else "test"
+        first = None
+        for name, key in zip(self.scores[stage], set_keys(list(self.scores[stage]), role), strict=True):
+            values = self.scores[stage][name].compute()  # synced across DDP ranks: every rank logs the same value
+            first = values if first is None else first
+            for metric, value in (values.items() if key else ()):
+                self.log(f"{stage}/{key}/{metric}", value, sync_dist=False)
+        for metric, value in first.items():
+            self.log(f"{stage}/{metric}", value, sync_dist=False, prog_bar=metric == "wer")
+        return first["wer"]
 
     @staticmethod
     def _gather(records: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -474,6 +503,18 @@ class ASRModule(L.LightningModule):
         if lang:  # beside the whole model: the few MB a base model needs for this language (predict.py adapter=)
             encoders.save_adapter(self.model, out_dir, lang)
         return out_dir
+
+
+class SetScores(torch.nn.Module):
+    """One evaluation set's WER, CER and mean loss (each clip's term of the mean CTC loss), synced across ranks
+    once, at `compute`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wer, self.cer, self.loss = WordErrorRate(), CharErrorRate(), MeanMetric()
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return {"loss": self.loss.compute(), "wer": self.wer.compute(), "cer": self.cer.compute()}
 
 
 def linear_warmup_decay(
