@@ -193,3 +193,158 @@ def test_bootstrap_reads_predict_outputs_with_text_as_the_hypothesis(tmp_path: P
     for n in ("0", "-5"):
         with pytest.raises(SystemExit, match=rf"^error: --n {n}: the number of bootstrap resamples must be"):
             report.main(["bootstrap", str(a), str(b), "--n", n])
+
+
+# ---------------------------------------------------------------- several evaluation sets per run
+
+SETS = {"validation": ["dev-clean", "dev-other"], "test": ["test-clean", "test-other"]}
+
+
+def make_two_set_run(root: Path, name: str, overrides: list[str], clean: float, other: float) -> Path:
+    """A run that scored LibriSpeech's two test sets: per-set keys, `test/wer` = the first set, `eval_sets`."""
+    per_set = {}
+    for role, prefix, shift in (("test", "test", 0.0), ("validation", "val", 0.01)):
+        for s, wer in zip(SETS[role], (clean, other), strict=True):
+            per_set |= {f"{prefix}/{s}/wer": wer + shift, f"{prefix}/{s}/cer": (wer + shift) / 2,
+                        f"{prefix}/{s}/loss": 1.0}  # fmt: skip
+    metrics = {"test/wer": clean, "test/cer": clean / 2, "test/loss": 1.0, "val/wer_best": clean + 0.01,
+               "train_time_s": 60.0, "eval_sets": SETS, "metadata_columns": []}  # fmt: skip
+    return make_run(root, name, overrides, **metrics, **per_set)
+
+
+@pytest.fixture
+def two_sets(tmp_path: Path) -> Path:
+    sweep = tmp_path / "libri"
+    for seed in (0, 1):
+        d = 0.02 * seed
+        make_two_set_run(sweep, f"{seed}_a", ["model.lr=1e-3", f"seed={seed}"], 0.10 + d, 0.20 + d)
+        make_two_set_run(sweep, f"{seed}_b", ["model.lr=3e-3", f"seed={seed}"], 0.08 + d, 0.18 + d)
+    return sweep
+
+
+def test_several_test_sets_make_the_default_metrics_a_wer_and_cer_per_set(two_sets: Path, tmp_path: Path) -> None:
+    result = report.report([two_sets], out=tmp_path / "out", plots=False)
+    per_set = ["test/test-clean/wer", "test/test-clean/cer", "test/test-other/wer", "test/test-other/cer"]
+    assert list(dict.fromkeys(r["metric"] for r in result["rows"])) == [*per_set, "val/wer_best", "train_time_s"]
+    with (tmp_path / "out" / "report.csv").open() as f:
+        rows = {(r["group"], r["metric"]): r for r in csv.DictReader(f)}
+    other = rows[("model.lr=1e-3", "test/test-other/wer")]
+    assert (int(other["n"]), float(other["mean"])) == (2, pytest.approx(0.21))
+    assert float(rows[("model.lr=3e-3", "test/test-clean/wer")]["mean"]) == pytest.approx(0.09)
+
+
+def test_markdown_summary_has_a_wer_and_cer_column_per_test_set(two_sets: Path, tmp_path: Path) -> None:
+    md = report.report([two_sets], out=tmp_path / "out", plots=False)["markdown"]
+    head = "| setting | n | test-clean WER | test-clean CER | test-other WER | test-other CER | val/wer_best |"
+    assert head in md and md.index(head) < md.index("### test/test-clean/wer")  # the wide table first
+    half = 12.706204736174707 * 0.02 / 2**0.5 / 2**0.5  # t(0.975, df=1) * std / sqrt(n), std of (0.08, 0.10)
+    row = next(line for line in md.splitlines() if line.startswith("| model.lr=3e-3 | 2 | 0.0900"))
+    assert row.split(" | ")[2:5] == [f"0.0900 ± {half:.4f}", f"0.0450 ± {half / 2:.4f}", f"0.1900 ± {half:.4f}"]
+
+
+def test_latex_groups_each_test_set_under_a_multicolumn_with_all_columns_in_every_row(
+    two_sets: Path, tmp_path: Path
+) -> None:
+    report.report([two_sets], out=tmp_path / "out", plots=False)
+    tex = (tmp_path / "out" / "report.tex").read_text()
+    assert r" &  & \multicolumn{2}{c}{test-clean} & \multicolumn{2}{c}{test-other} &  &  \\" in tex
+    assert r"\cmidrule(lr){3-4} \cmidrule(lr){5-6}" in tex
+    assert r"Setting & $n$ & WER & CER & WER & CER & val/wer\_best & train\_time\_s \\" in tex
+    assert_tabular_is_well_formed(tex, columns=8)
+
+
+def test_a_sweep_mixing_test_sets_shows_a_dash_where_a_setting_lacks_a_set(two_sets: Path, tmp_path: Path) -> None:
+    make_run(two_sets, "minds", ["model.lr=1e-3", "data=minds14", "seed=0"], **{"test/wer": 0.4, "test/cer": 0.2})
+    result = report.report([two_sets], out=tmp_path / "out", plots=False)
+    sets = [r["metric"] for r in result["rows"] if r["group"] == "data=minds14,model.lr=1e-3"]
+    assert sets[:6] == ["test/test-clean/wer", "test/test-clean/cer", "test/test-other/wer", "test/test-other/cer",
+                        "test/test/wer", "test/test/cer"]  # fmt: skip
+    md = result["markdown"]
+    assert "| data=minds14,model.lr=1e-3 | 1 | – | – | – | – | 0.4000 | 0.2000 | – | – |" in md
+    assert "| model.lr=1e-3 | 2 | 0.1100 ± " in md and md.count(" | – | – | – | – |") == 1
+    tex = (tmp_path / "out" / "report.tex").read_text()
+    assert r"\multicolumn{2}{c}{test} &  &  \\" in tex and r"\cmidrule(lr){7-8}" in tex
+    assert r"data=minds14,model.lr=1e-3 & 1 & – & – & – & – & 0.4000 & 0.2000 & – & – \\" in tex
+    assert_tabular_is_well_formed(tex, columns=10)
+
+
+def test_several_test_sets_add_a_wer_by_set_plot(two_sets: Path, tmp_path: Path) -> None:
+    for run in two_sets.iterdir():
+        write_predictions(run / "predictions" / "test.jsonl", {"test-clean": 0, "test-other": 2})
+    result = report.report([two_sets], out=tmp_path / "out", metrics=["test/test-other/wer"])
+    assert "wer_by_set.png" in [f.name for f in result["files"]]
+    assert report._wer_by(result["groups"], "set")["model.lr=1e-3"] == {"test-clean": [0.0, 0.0],
+                                                                        "test-other": [0.04, 0.04]}  # fmt: skip
+
+
+def test_bootstrap_with_a_set_compares_only_that_sets_rows(tmp_path: Path, capsys) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_predictions(a, {"test-clean": 2, "test-other": 8}, n=20)
+    write_predictions(b, {"test-clean": 2, "test-other": 2}, n=20)  # better on test-other only
+    report.main(["bootstrap", str(a), str(b), "--set", "test-other", "--n", "500"])
+    other = json.loads(capsys.readouterr().out)
+    assert (other["set"], other["n_utterances"]) == ("test-other", 20)
+    assert other["diff"] == pytest.approx(-0.06) and other["ci_high"] < 0  # (2 - 8) substitutions / 100 words
+    report.main(["bootstrap", str(a), str(b), "--set", "test-clean", "--n", "500"])
+    clean = json.loads(capsys.readouterr().out)
+    assert (clean["set"], clean["n_utterances"], clean["diff"]) == ("test-clean", 20, 0.0)
+
+
+def test_bootstrap_defaults_to_the_runs_first_listed_test_set(tmp_path: Path, capsys) -> None:
+    runs = []
+    for name, errors in (("a", 4), ("b", 1)):
+        run = make_two_set_run(tmp_path, name, ["seed=0"], 0.1, 0.2)
+        # the rows list test-other first: the default is eval_sets' first set, not the rows' order
+        write_predictions(run / "predictions" / "test.jsonl", {"test-other": errors, "test-clean": 1})
+        runs.append(str(run))
+    report.main(["bootstrap", *runs, "--n", "200"])
+    out, err = capsys.readouterr()
+    assert json.loads(out)["set"] == "test-clean" and json.loads(out)["diff"] == 0.0
+    assert "set 'test-clean' (the first test set of" in err and "metrics.json" in err
+    files = [str(Path(r) / "predictions" / "test.jsonl") for r in runs]  # no metrics.json: the rows' first set
+    report.main(["bootstrap", *files, "--n", "200"])
+    out, err = capsys.readouterr()
+    assert json.loads(out)["set"] == "test-other" and "the first set in the rows of" in err
+
+
+def test_bootstrap_with_a_set_the_predictions_lack_names_the_sets_there(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_predictions(a, {"test-clean": 1, "test-other": 2})
+    write_predictions(b, {"test-clean": 1, "test-other": 2})
+    with pytest.raises(SystemExit, match=r"^error: no rows of set 'dev-other' .*a\.jsonl; they hold the sets "
+                                         r"test-clean, test-other$"):  # fmt: skip
+        report.main(["bootstrap", str(a), str(b), "--set", "dev-other"])
+    old = tmp_path / "old.jsonl"
+    old.write_text(json.dumps({"id": "u", "reference": "A B", "hypothesis": "A"}) + "\n")
+    with pytest.raises(SystemExit, match=r"^error: --set test-clean: the predictions of .*old\.jsonl have no sets"):
+        report.main(["bootstrap", str(old), str(old), "--set", "test-clean"])
+
+
+def write_predictions(path: Path, errors: dict[str, int], n: int = 10) -> None:
+    """`n` five-word utterances per set (the dict's order), the first `errors[set]` with one substitution each."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for s, wrong in errors.items():
+        for i in range(n):
+            hyp = "ONE TWO THREE FOUR FIVE" if i >= wrong else "ONE TWO TREE FOUR FIVE"
+            rows.append({"id": f"{s}-{i}", "reference": "ONE TWO THREE FOUR FIVE", "hypothesis": hyp, "set": s})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def assert_tabular_is_well_formed(tex: str, columns: int) -> None:
+    """Balanced braces, and every row of the tabular spans `columns` columns (a multicolumn counts its span)."""
+    depth = 0
+    for c in tex.replace(r"\{", "").replace(r"\}", ""):
+        depth += {"{": 1, "}": -1}.get(c, 0)
+        assert depth >= 0
+    assert depth == 0
+    body = tex[tex.index(r"\begin{tabular}") : tex.index(r"\end{tabular}")]
+    spec = body[len(r"\begin{tabular}{") : body.index("}\n")]
+    assert len(spec.split()) == columns
+    for row in body.split("\n")[1:]:
+        row = row.strip()
+        if not row.endswith(r"\\"):
+            continue  # \toprule, \cmidrule, \midrule
+        cells = row[: -len(r"\\")].split("&")
+        spans = [int(c.split("{", 2)[1].split("}")[0]) if r"\multicolumn" in c else 1 for c in cells]
+        assert sum(spans) == columns, row

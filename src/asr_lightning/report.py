@@ -2,9 +2,11 @@
 """Paper tables and plots from runs: group by overrides except the seed, n/mean/std/95% CI per metric.
 
     python -m asr_lightning.report RUN_OR_SWEEP_DIR... [--out DIR] [--metrics test/wer ...] [--by intent_class]
-    python -m asr_lightning.report bootstrap A B [--n 10000]   (A, B: run dirs or predictions JSONL files)
+    python -m asr_lightning.report bootstrap A B [--set test-other] [--split test] [--n 10000]
+        (A, B: run dirs or predictions JSONL files; --set: compare one evaluation set's rows, default A's first)
 
-Writes report.md, report.tex (booktabs), report.csv, val_wer.png and wer_by_<column>.png to --out.
+Writes report.md, report.tex (booktabs), report.csv, val_wer.png and wer_by_<column>.png to --out. Runs that
+score several test sets (`eval_sets` in metrics.json) get a WER and a CER column per set (`test/<set>/wer`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from asr_lightning.scoring import read_jsonl
 from asr_lightning.stats import paired_bootstrap, summarize
 
 DEFAULT_METRICS = ("test/wer", "test/cer", "val/wer_best", "train_time_s")
+# metric prefix -> its role in a run's `eval_sets`; a role with several sets logs `<prefix>/<set>/<name>` per set
+ROLES = {"test": "test", "val": "validation"}
 # overrides that never define a setting: seeds are what we average over; the rest only move files or logs
 DEFAULT_IGNORE = ("seed", "ckpt_path", "hydra.*", "paths.*", "logger", "logger.*", "trainer.enable_progress_bar",
                   "trainer.enable_model_summary", "data.num_proc", "data.num_workers", "data.cache_dir")  # fmt: skip
@@ -129,19 +133,50 @@ def data_warnings(groups: dict[str, list[Run]]) -> list[str]:
 
 
 def summary_rows(groups: dict[str, list[Run]], metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """A row per setting x metric: n, mean, std, 95% CI over the setting's complete runs that have the metric."""
     rows = []
     for label, runs in groups.items():
         ok = [r for r in runs if r.ok]
         for m in metrics:
-            values = [float(r.metrics[m]) for r in ok if isinstance(r.metrics.get(m), int | float)]
+            values = [v for r in ok if (v := metric_value(r, m)) is not None]
             rows.append({"group": label, "metric": m, **summarize(values), "failed": len(runs) - len(ok)})
     return rows
 
 
+def metric_value(run: Run, metric: str) -> float | None:
+    """The run's value of `metric`, None when it has none. A per-set metric (`test/<set>/wer`) of a run whose only
+    set of that role is `<set>` is the role's own metric (`test/wer`): one-set runs log no per-set keys."""
+    v = run.metrics.get(metric)
+    if _is_number(v):
+        return float(v)
+    key = _set_of(metric)
+    if key is not None and eval_sets(run, ROLES[key[0]]) == [key[1]]:
+        v = run.metrics.get(f"{key[0]}/{metric.rsplit('/', 1)[1]}")
+        return float(v) if _is_number(v) else None
+    return None
+
+
+def eval_sets(run: Run, role: str) -> list[str]:
+    """The run's sets of `role` (`validation` or `test`) in the configured order, the first being the one that
+    `test/wer` and `val/wer` report; a run from before several sets has one, named like its role."""
+    return list((run.metrics.get("eval_sets") or {}).get(role) or [role])
+
+
 def table_markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failures: Sequence[Run]) -> str:
-    """The results tables in Markdown: one per metric (a row per setting: n, mean, std, 95% CI), then the runs
-    without results: failed, incomplete (killed or still running) and unreadable."""
+    """The results tables in Markdown: with per-set metrics first one wide table (a row per setting, a WER and a
+    CER column per set, `mean ± CI half-width`), then one per metric (a row per setting: n, mean, std, 95% CI),
+    then the runs without results: failed, incomplete (killed or still running) and unreadable."""
     out = []
+    columns = _column_groups(metrics)
+    if any(s is not None for s, _ in columns):
+        cell = {(r["group"], r["metric"]): r for r in rows}
+        heads = [f"{s} {_short(m)}" if s is not None else m for s, ms in columns for m in ms]
+        out += ["### Summary (mean ± 95% CI half-width over seeds)", "", "| setting | n | " + " | ".join(heads) + " |",
+                "|---|---:|" + "---:|" * len(heads)]  # fmt: skip
+        for g in dict.fromkeys(r["group"] for r in rows):
+            n = max(cell[(g, m)]["n"] for m in metrics)
+            out.append(f"| {g} | {n} | " + " | ".join(_cell(cell[(g, m)], m, " ± ") for m in metrics) + " |")
+        out.append("")
     for m in metrics:
         out += [f"### {m}", "", "| setting | n | mean | std | 95% CI |", "|---|---:|---:|---:|---|"]
         for r in (r for r in rows if r["metric"] == m):
@@ -168,23 +203,27 @@ def table_markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failu
 
 
 def to_latex(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> str:
-    """One booktabs table: a row per setting, `mean ± CI half-width` per metric, n in its own column."""
+    """One booktabs table: a row per setting, `mean ± CI half-width` per metric, n in its own column; per-set
+    metrics (`test/<set>/wer`) stand under a `\\multicolumn` header per set, with WER/CER sub-columns."""
     groups = list(dict.fromkeys(r["group"] for r in rows))
     cell = {(r["group"], r["metric"]): r for r in rows}
-    head = " & ".join([r"Setting", r"$n$", *(_tex(m) for m in metrics)])
-    lines = [
-        r"\begin{tabular}{l r " + " ".join("r" for _ in metrics) + "}",
-        r"\toprule",
-        head + r" \\",
-        r"\midrule",
-    ]
+    columns = _column_groups(metrics)
+    lines = [r"\begin{tabular}{l r " + " ".join("r" for _ in metrics) + "}", r"\toprule"]
+    if any(s is not None for s, _ in columns):
+        tops, rules, col = ["", ""], [], 3  # columns 1-2: setting, n
+        for s, ms in columns:
+            tops.append(rf"\multicolumn{{{len(ms)}}}{{c}}{{{_tex(s)}}}" if s is not None else "")
+            if s is not None:
+                rules.append(rf"\cmidrule(lr){{{col}-{col + len(ms) - 1}}}")
+            col += len(ms)
+        subs = [_tex(_short(m) if s is not None else m) for s, ms in columns for m in ms]
+        lines += [" & ".join(tops) + r" \\", " ".join(rules), " & ".join([r"Setting", r"$n$", *subs]) + r" \\"]
+    else:
+        lines.append(" & ".join([r"Setting", r"$n$", *(_tex(m) for m in metrics)]) + r" \\")
+    lines.append(r"\midrule")
     for g in groups:
         n = max(cell[(g, m)]["n"] for m in metrics)
-        vals = []
-        for m in metrics:
-            c = cell[(g, m)]
-            pm = "" if math.isnan(c["ci_half"]) else rf" $\pm$ {_fmt(c['ci_half'], m)}"
-            vals.append(f"{_fmt(c['mean'], m)}{pm}")
+        vals = [_cell(cell[(g, m)], m, r" $\pm$ ") for m in metrics]
         lines.append(" & ".join([_tex(g), str(n), *vals]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", ""]
     return (
@@ -212,8 +251,17 @@ def report(
     """Tables (Markdown, LaTeX, CSV) and plots for the runs under `paths`; returns the rows and written files.
 
     Args:
-        metrics: metric names to tabulate; a name no run has is an error. None: those of `DEFAULT_METRICS` that
-            some run has.
+        paths: run dirs and/or sweep dirs (searched recursively).
+        out: the output folder; None: `<the one path>/report`, or `report` for several paths.
+        metrics: metric names to tabulate; a name no run has is an error. A per-set name (`test/test-other/wer`)
+            also finds `test/wer` of runs whose only test set it is. None: those of `DEFAULT_METRICS` that some
+            run has; when the runs have several test sets (`eval_sets` in metrics.json), `test/<set>/wer` and
+            `test/<set>/cer` per set in the listed order replace `test/wer` and `test/cer`, and the Markdown and
+            LaTeX tables get a column group per set (a setting without a set shows "–" there).
+        ignore: override keys (globs) that do not define a setting.
+        by: metadata columns to plot test WER by; None: the runs' `metadata_columns`, plus `set` when the runs
+            have several test sets.
+        plots: draw the figures (val_wer.png, wer_by_<column>.png).
 
     Raises:
         ValueError: a metric no run has, naming the closest one that exists.
@@ -237,6 +285,8 @@ def report(
     if plots:
         files.append(plot_val_curves(_val_curves(groups, "val/wer"), out / "val_wer.png"))
         columns = by if by is not None else _metadata_columns(runs)
+        if by is None and len(_test_sets([r for r in runs if r.ok])) > 1 and "set" not in columns:
+            columns = [*columns, "set"]
         files += [plot_wer_by(_wer_by(groups, c), c, out / f"wer_by_{c}.png") for c in columns]
     files = [f for f in files if f is not None]
     return {"rows": rows, "markdown": md, "files": files, "groups": groups, "warnings": warnings}
@@ -251,10 +301,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("paths", nargs="+", help="run dirs and/or sweep dirs (searched recursively)")
     parser.add_argument("--out", default=None, help="output folder (default: <the one dir given>/report)")
     parser.add_argument("--metrics", nargs="+", default=None, help=f"default: those of {' '.join(DEFAULT_METRICS)} "
-                        "that the runs have")  # fmt: skip
+                        "that the runs have; with several test sets, test/<set>/wer and test/<set>/cer per set "
+                        "replace test/wer and test/cer")  # fmt: skip
     ignore_help = "override keys (globs) that do not define a setting; seed is what runs average over"
     parser.add_argument("--ignore", nargs="*", default=list(DEFAULT_IGNORE), help=ignore_help)
-    parser.add_argument("--by", nargs="*", default=None, help="metadata columns for WER bar charts (default: all)")
+    parser.add_argument("--by", nargs="*", default=None, help="metadata columns for WER bar charts (default: all, "
+                        "and set when the runs have several test sets)")  # fmt: skip
     parser.add_argument("--no-plots", action="store_true")
     args = parser.parse_args(argv)
     try:
@@ -276,19 +328,30 @@ def _bootstrap_main(argv: Sequence[str]) -> None:
     parser.add_argument("--n", type=int, default=10_000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", default="test", help="predictions/<split>.jsonl of a run dir")
+    set_help = "compare only the rows of this evaluation set (`set` field); default: A's first, when rows have sets"
+    parser.add_argument("--set", dest="eval_set", default=None, help=set_help)
     args = parser.parse_args(argv)
     if args.n < 1:
         raise SystemExit(f"error: --n {args.n}: the number of bootstrap resamples must be at least 1")
     try:
         a, b = (_read_predictions(p, args.split) for p in (args.a, args.b))
+        name = args.eval_set
+        if name is None and (default := _default_set([(args.a, a), (args.b, b)], args.split)) is not None:
+            name, why = default
+            print(f"set {name!r} ({why}); --set chooses another", file=sys.stderr)
+        if name is not None:
+            asked = args.eval_set is not None
+            a, b = (_rows_of_set(rows, name, path, asked) for path, rows in ((args.a, a), (args.b, b)))
         result = paired_bootstrap(a, b, args.n, args.seed)
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
+    if name is not None:
+        result = {"set": name, **result}
     print(json.dumps(result, indent=1))
     print(
         f"WER A {result['wer_a']:.4f}, B {result['wer_b']:.4f}: B - A = {result['diff']:+.4f} "
         f"(95% CI [{result['ci_low']:+.4f}, {result['ci_high']:+.4f}]), p = {result['p_value']:.4f} "
-        f"over {result['n_utterances']} utterances",
+        f"over {result['n_utterances']} utterances" + (f" of {name}" if name is not None else ""),
         file=sys.stderr,
     )
 
@@ -342,17 +405,28 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _check_metrics(runs: Sequence[Run], metrics: Sequence[str] | None) -> list[str]:
     """The metrics to tabulate; a requested one that no complete run has is an error (a typo, most often)."""
-    have = sorted({k for r in runs if r.ok for k, v in r.metrics.items() if _is_number(v) and k != "seed"})
+    ok = [r for r in runs if r.ok]
+    have = sorted({k for r in ok for k, v in r.metrics.items() if _is_number(v) and k != "seed"})
     if metrics is None:
+        sets = _test_sets(ok)
+        if len(sets) > 1:  # test/<name> of the first set becomes test/<set>/<name> for every set
+            per_set = [f"test/{s}/{m.split('/', 1)[1]}" for s in sets for m in DEFAULT_METRICS if m.startswith("test/")]
+            defaults = per_set + [m for m in DEFAULT_METRICS if not m.startswith("test/")]
+            return [m for m in defaults if any(metric_value(r, m) is not None for r in ok)] or defaults
         return [m for m in DEFAULT_METRICS if m in have] or list(DEFAULT_METRICS)
     if not have:  # no complete run: the report lists why, whatever was asked
         return list(metrics)
     for m in metrics:
-        if m not in have:
+        if not any(metric_value(r, m) is not None for r in ok):
             close = difflib.get_close_matches(m, have, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"no run has metric {m!r}{hint}; the runs have: {', '.join(have)}")
     return list(metrics)
+
+
+def _test_sets(runs: Sequence[Run]) -> list[str]:
+    """The test sets of the runs, each once, in the order the runs list them."""
+    return list(dict.fromkeys(s for r in runs for s in eval_sets(r, "test")))
 
 
 def _is_number(v: Any) -> bool:
@@ -371,6 +445,40 @@ def _read_predictions(path: str | Path, split: str = "test") -> list[dict[str, A
     if not p.is_file():
         raise FileNotFoundError(f"{p} not found: pass a run dir with predictions/{split}.jsonl or a JSONL file")
     return read_jsonl(p)
+
+
+def _default_set(systems: Sequence[tuple[str, list[dict[str, Any]]]], split: str) -> tuple[str, str] | None:
+    """The set to compare when --set is not given, and why: of the first system whose rows have `set` fields, its
+    first listed set of `split` (`eval_sets` in a run dir's metrics.json), else the first set in its rows."""
+    for path, rows in systems:
+        sets = _row_sets(rows)
+        if not sets:
+            continue
+        metrics = Path(path) / "metrics.json"
+        try:
+            listed = (json.loads(metrics.read_text(encoding="utf-8")).get("eval_sets") or {}).get(split) or []
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            listed = []  # a predictions file, or a run dir whose metrics say nothing of sets: the rows tell
+        if listed:
+            return listed[0], f"the first {split} set of {metrics}"
+        return sets[0], f"the first set in the rows of {path}"
+    return None
+
+
+def _rows_of_set(rows: list[dict[str, Any]], name: str, path: str, required: bool) -> list[dict[str, Any]]:
+    """The rows of set `name`; rows without `set` fields are all one set: an error when the set was asked for."""
+    sets = _row_sets(rows)
+    if not sets:
+        if required:
+            raise ValueError(f"--set {name}: the predictions of {path} have no sets (no `set` field in their rows)")
+        return rows
+    if name not in sets:
+        raise ValueError(f"no rows of set {name!r} in the predictions of {path}; they hold the sets {', '.join(sets)}")
+    return [r for r in rows if r.get("set") == name]
+
+
+def _row_sets(rows: Sequence[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(str(r["set"]) for r in rows if r.get("set") is not None))
 
 
 def _wer_by(groups: dict[str, list[Run]], column: str) -> dict[str, dict[str, list[float]]]:
@@ -420,6 +528,35 @@ def _ignored(override: str, ignore: Sequence[str]) -> bool:
     from fnmatch import fnmatch
 
     return any(fnmatch(override_key(override), pat) for pat in ignore)
+
+
+def _column_groups(metrics: Sequence[str]) -> list[tuple[str | None, list[str]]]:
+    """Consecutive metrics of one set (`test/<set>/wer`, `test/<set>/cer`) as (set, metrics); any other metric
+    alone as (None, [metric])."""
+    out: list[tuple[str | None, list[str]]] = []
+    for m in metrics:
+        key = _set_of(m)
+        if key is not None and out and _set_of(out[-1][1][-1]) == key:
+            out[-1][1].append(m)
+        else:
+            out.append((key[1] if key else None, [m]))
+    return out
+
+
+def _set_of(metric: str) -> tuple[str, str] | None:
+    """(prefix, set) of a per-set metric such as `test/test-other/wer`; None for any other metric."""
+    parts = metric.split("/")
+    return (parts[0], parts[1]) if len(parts) == 3 and parts[0] in ROLES else None
+
+
+def _short(metric: str) -> str:
+    name = metric.rsplit("/", 1)[-1]
+    return name.upper() if name in ("wer", "cer") else name
+
+
+def _cell(c: dict[str, Any], metric: str, pm: str) -> str:
+    half = "" if math.isnan(c["ci_half"]) else f"{pm}{_fmt(c['ci_half'], metric)}"
+    return f"{_fmt(c['mean'], metric)}{half}"
 
 
 def _fmt(x: float, metric: str) -> str:
