@@ -20,7 +20,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from asr_lightning import launch, provenance
+from asr_lightning import launch, preflight, provenance
 from asr_lightning.analysis import error_analysis, write_analysis
 from asr_lightning.scoring import utterance_records, write_jsonl
 from asr_lightning.tracking import finish_wandb
@@ -36,6 +36,10 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
     ckpt_path = launch.resume_checkpoint(cfg.ckpt_path, out_dir, cfg.trainer.max_steps if cfg.train else None)
 
     datamodule = hydra.utils.instantiate(cfg.data)
+    if cfg.dry_run:  # the data only: what the run would train and score on, and for how long; then stop
+        datamodule.setup()
+        return preflight.dry_run(cfg, datamodule, out_dir)
+    log.info(preflight.describe_batch(preflight.effective_batch(cfg)))
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [hydra.utils.instantiate(lg) for lg in (cfg.get("logger") or {}).values()]
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)

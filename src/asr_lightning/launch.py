@@ -40,7 +40,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from asr_lightning import rundir
+from asr_lightning import preflight, rundir
 from asr_lightning.errors import ConfigError, EncoderLoadError
 from asr_lightning.hub import HubUnavailableError
 from asr_lightning.precision import resolve_precision
@@ -62,6 +62,8 @@ def register_resolvers() -> None:
         "run_name": run_name,
         "job_dirname": job_dirname,
         "wandb_resume_id": wandb_resume_id,
+        "accumulation": preflight.accumulation,
+        "updates": preflight.updates,
     }
     for name, fn in resolvers.items():
         OmegaConf.register_new_resolver(name, fn, replace=True)
@@ -101,7 +103,7 @@ def wandb_resume_id() -> str | None:
 
 
 # The top-level settings of train.yaml and what each takes: `seed=abc` must not reach seed_everything.
-RUN_SETTINGS = {"seed": int, "train": bool, "validate": bool, "test": bool}
+RUN_SETTINGS = {"seed": int, "train": bool, "validate": bool, "test": bool, "dry_run": bool}
 
 
 def check_config(cfg: DictConfig) -> None:
