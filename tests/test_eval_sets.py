@@ -230,3 +230,25 @@ def test_a_dry_run_accounts_for_every_set_and_the_schedule_then_stops(
     assert plan["batch"] == {"devices": 1, "accumulate_grad_batches": 2, "per_device_clips": 2, "per_update_clips": 4}
     assert plan["vocab"]["<pad>"] == 0
     assert not (run / "checkpoints").exists() and not (run / "metrics.json").exists()  # nothing was trained
+
+
+def test_predict_reads_one_set_of_a_role(tmp_path: Path, cache_dir: Path, librispeech: Path) -> None:
+    from asr_lightning.inputs import InputError, dataset_inputs
+
+    dm = _datamodule(["data=librispeech", f"data.data_dir={librispeech}"], tmp_path, cache_dir)
+    whole = dataset_inputs(dm, "test")
+    other = dataset_inputs(dm, "test-other")
+    ids = dict(zip(dm.splits["test"]["id"], dm.splits["test"]["set"], strict=True))
+    assert {u.id for u in other} == {i for i, s in ids.items() if s == "test-other"}
+    assert len(whole) == len(ids) > len(other) > 0
+    with pytest.raises(InputError, match="test-typo.*test-other"):
+        dataset_inputs(dm, "test-typo")
+
+
+def test_training_batches_hold_only_train_set_clips(tmp_path: Path, cache_dir: Path, librispeech: Path) -> None:
+    dm = _datamodule(["data=librispeech", f"data.data_dir={librispeech}"], tmp_path, cache_dir)
+    saved = json.loads((tmp_path / "run" / "splits.json").read_text())
+    seen = {i for batch in dm.train_dataloader() for i in batch["ids"]}
+    assert seen == set(saved["sets"]["train"]["train-clean-100"])
+    scored = {i for batch in dm.test_dataloader() for i in batch["ids"]}
+    assert scored == {i for ids in saved["sets"]["test"].values() for i in ids}

@@ -85,14 +85,21 @@ def expand_inputs(inputs: str | Path | Iterable[str | Path]) -> list[AudioInput]
 
 def dataset_inputs(datamodule: Any, split: str) -> list[AudioInput]:
     """A split of an `ASRDataModule` (the `data=` configs), as training's test stage sees it: same split, same
-    filters, same normalised references and metadata."""
+    filters, same normalised references and metadata. `split` is a role (`test`: all its sets) or one set of it
+    (LibriSpeech's `test-other`)."""
     datamodule.setup()
-    if split not in datamodule.splits:
-        raise InputError(f"split={split!r} is not one of {list(datamodule.splits)}")
-    clips = datamodule.dataset(split)  # decoded and normalised as the test stage's loader does
-    meta = datamodule.metadata.get(split, {})
+    owner = {name: r for r, sets in datamodule.sets.items() for name in sets}
+    role = split if split in datamodule.splits else owner.get(split)
+    if role is None:
+        named = [*datamodule.splits, *owner]
+        raise InputError(f"split={split!r} is not one of {list(dict.fromkeys(named))}")
+    clips = datamodule.dataset(role)  # decoded and normalised as the test stage's loader does
+    meta = datamodule.metadata.get(role, {})
+    rows = range(len(clips))
+    if role != split and "set" in datamodule.splits[role].column_names:  # one set of several
+        rows = [i for i, s in enumerate(datamodule.splits[role]["set"]) if s == split]
     out = []
-    for i in range(len(clips)):
+    for i in rows:
         clip = clips[i]
         if "failed" in clip:  # only with data.validate_audio=false: an error entry, as for an unreadable file
             out.append(AudioInput(None, clip["id"], metadata=meta.get(clip["id"], {})))
