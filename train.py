@@ -71,7 +71,11 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
     metrics["metadata_columns"] = list(datamodule.metadata_columns)
     metrics["eval_sets"] = datamodule.eval_sets  # the first of each is val/wer, test/wer
     metrics["overrides"] = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    metrics["data"] = {s: {k: r[k] for k in ("rows", "kept", "hours", "skipped")} for s, r in datamodule.report.items()}
+    counts = ("rows", "kept", "hours", "skipped")
+    metrics["data"] = {
+        s: {**{k: r[k] for k in counts}, "sets": {n: {k: c[k] for k in counts} for n, c in r.get("sets", {}).items()}}
+        for s, r in datamodule.report.items()
+    }
     metrics["provenance"] = prov
     if trainer.is_global_zero:
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))

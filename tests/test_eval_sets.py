@@ -252,3 +252,26 @@ def test_training_batches_hold_only_train_set_clips(tmp_path: Path, cache_dir: P
     assert seen == set(saved["sets"]["train"]["train-clean-100"])
     scored = {i for batch in dm.test_dataloader() for i in batch["ids"]}
     assert scored == {i for ids in saved["sets"]["test"].values() for i in ids}
+
+
+@pytest.mark.slow
+def test_wandb_gets_a_table_per_test_set(
+    tmp_path: Path, cache_dir: Path, librispeech: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from helpers.wandb_log import summarize_run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    for var in ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb_home"))
+    run = tmp_path / "run"
+    cfg = compose_cfg("train", [*TINY, "data=librispeech", f"data.data_dir={librispeech}", "logger=wandb",
+                                "callbacks.prediction_tables.num_samples=2"], run, cache_dir)  # fmt: skip
+    metrics = train.train(cfg)
+    logged = summarize_run(run)
+    for name in ("test-clean", "test-other"):
+        table = json.loads(logged["tables"][f"test/{name}/predictions"][0].read_text())
+        assert len(table["data"]) == metrics["data"]["test"]["sets"][name]["kept"]
+        assert logged["history"][f"test/{name}/wer"] == [pytest.approx(metrics[f"test/{name}/wer"])]
+    val = json.loads(logged["tables"]["val/predictions"][0].read_text())
+    assert "set" in val["columns"]
