@@ -37,7 +37,7 @@ def test_streaming_trains_by_steps_and_counts_what_it_skips(parquet_dataset: Pat
 
 
 def test_streaming_needs_the_sources_own_splits(tmp_path: Path, demo_cfg) -> None:
-    with pytest.raises(ValueError, match="own train, validation and test splits"):
+    with pytest.raises(ValueError, match="own train split and validation and test sets"):
         train.train(demo_cfg("data.streaming=true"))  # the demo is one pool, split by speaker
 
 

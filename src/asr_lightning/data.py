@@ -511,7 +511,7 @@ class ASRDataModule(L.LightningDataModule):
         report["oov_chars"] = dict(chars.most_common())
         report["sets"] = reports
         self.report[role] = report
-        if role == "train" and report["kept"] == 0:
+        if role == "train" and report["kept"] == 0 and not self.hparams.streaming:
             raise ValueError(f"no usable training clips in {self.hparams.dataset}: see the skip counts above")
 
     def _index(self, role: str, name: str, raw: Dataset, ids: list[str]) -> tuple[Dataset, Dataset, dict[str, Any]]:
