@@ -298,6 +298,8 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> float:
             raise SystemExit(f"error: {cause}") from None
         raise
     value = metrics.get(cfg.optimized_metric)
+    if value is None and cfg.get("dry_run"):  # nothing was trained, as asked
+        return float("nan")
     if value is None:
         log.warning("optimized_metric=%s was not logged (no validation ran?); returning NaN", cfg.optimized_metric)
         return float("nan")
