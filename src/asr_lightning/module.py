@@ -381,7 +381,7 @@ class ASRModule(L.LightningModule):
         for name, key in zip(self.scores[stage], set_keys(list(self.scores[stage]), role), strict=True):
             values = self.scores[stage][name].compute()  # synced across DDP ranks: every rank logs the same value
             first = values if first is None else first
-            for metric, value in (values.items() if key else ()):
+            for metric, value in values.items() if key else ():  # a set that is the role has the role's keys only
                 self.log(f"{stage}/{key}/{metric}", value, sync_dist=False)
         for metric, value in first.items():
             self.log(f"{stage}/{metric}", value, sync_dist=False, prog_bar=metric == "wer")
