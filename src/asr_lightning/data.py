@@ -36,7 +36,7 @@ from asr_lightning.sampling import (
     ResumableDataLoader,
 )
 from asr_lightning.sources import SPLIT_ALIASES, load_source, load_stream_source, readable, source_splits
-from asr_lightning.splits import SPLITS, clip_ids, head, split_sets
+from asr_lightning.splits import SPLITS, Holdout, clip_ids, head, split_sets
 from asr_lightning.stream import StreamingClips, StreamingLoader
 from asr_lightning.text import (
     DEFAULT_CHARS_TO_IGNORE,
@@ -423,7 +423,7 @@ class ASRDataModule(L.LightningDataModule):
         named = {"train": hp.train_splits, "validation": hp.val_splits, "test": hp.test_splits}
         sets, ids, self.split_meta = split_sets(
             ds, lambda d: clip_ids(d, hp.id_column, hp.audio_column, hp.data_dir), named, hp.resplit, hp.max_samples,
-            hp.splits_file, hp.val_fraction, hp.test_fraction, hp.split_seed, hp.group_column,
+            hp.splits_file, Holdout(hp.val_fraction, hp.test_fraction, hp.split_seed, hp.group_column),
         )  # fmt: skip
         self.split_source = self.split_meta["source"]
         seen: dict[str, str] = {}

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,24 @@ from asr_lightning.sources import SPLIT_ALIASES, audio_paths
 SPLITS = ("train", "validation", "test")
 
 
+@dataclass(frozen=True)
+class Holdout:
+    """How rows are held out by seed: the shares for validation and test, the seed, and a column whose values (a
+    speaker) stay in one split."""
+
+    val_fraction: float
+    test_fraction: float
+    seed: int
+    group_column: str | None = None
+
+    def split(self, rows: Dataset, roles: Collection[str] = ("validation", "test")) -> dict[str, list[int]]:
+        """Row indices of train and of the held-out `roles` (the others get none)."""
+        groups = rows[self.group_column] if self.group_column else None
+        val = self.val_fraction if "validation" in roles else 0.0
+        test = self.test_fraction if "test" in roles else 0.0
+        return split_indices(len(rows), val, test, self.seed, groups)
+
+
 def split_sets(
     ds: DatasetDict,
     ids_of: Any,
@@ -26,10 +46,7 @@ def split_sets(
     resplit: bool,
     max_samples: int | None,
     splits_file: str | None,
-    val_fraction: float,
-    test_fraction: float,
-    split_seed: int,
-    group_column: str | None,
+    holdout: Holdout,
 ) -> tuple[dict[str, dict[str, Dataset]], dict[str, dict[str, list[str]]], dict[str, Any]]:
     """Each role's sets (`role -> set name -> rows`), their rows' ids (`ids_of(dataset)`), and how they were made.
 
@@ -39,6 +56,7 @@ def split_sets(
             the splits named like the role (`SPLIT_ALIASES`). Several of a role: train pools them; each
             validation and test split is a set of its own, scored apart.
         resplit: pool the splits (the named ones, or all) and split the pool by seed, ignoring their names.
+        holdout: how a pool, or a role that no split fills, is held out of the rows.
 
     A source with one split (MInDS-14) is pooled and split by seed; a role that no split fills (a source with
     train and test only) is held out of the train rows by its fraction. Nothing else is ever pooled: a source
@@ -60,8 +78,7 @@ def split_sets(
         raise ValueError(f"split(s) {twice} are named for two of train/validation/test: a set used twice leaks")
     if splits_file or resplit or len(ds) == 1:
         pool_names = [s for s in found if s in listed] or found
-        return _pooled(ds, pool_names, ids_of, max_samples, splits_file, val_fraction, test_fraction, split_seed,
-                       group_column)  # fmt: skip
+        return _pooled(ds, pool_names, ids_of, max_samples, splits_file, holdout)
     roles = {
         role: list(names) if names is not None else [s for s in found if SPLIT_ALIASES.get(s) == role]
         for role, names in ((r, named.get(r)) for r in SPLITS)
@@ -78,10 +95,7 @@ def split_sets(
     if held_out:  # e.g. train and test only: validation comes out of train, never out of test
         train = _concat(list(sets["train"].values()))
         train_ids = [k for part in ids["train"].values() for k in part]
-        fractions = {"validation": val_fraction if "validation" in held_out else 0.0,
-                     "test": test_fraction if "test" in held_out else 0.0}  # fmt: skip
-        groups = train[group_column] if group_column else None
-        index = split_indices(len(train), fractions["validation"], fractions["test"], split_seed, groups)
+        index = holdout.split(train, held_out)
         name = roles["train"][0] if len(roles["train"]) == 1 else "train"
         for role, set_name in (("train", name), *((r, r) for r in held_out)):
             sets[role] = {set_name: train.select(index[role])}
@@ -96,10 +110,7 @@ def _pooled(
     ids_of: Any,
     max_samples: int | None,
     splits_file: str | None,
-    val_fraction: float,
-    test_fraction: float,
-    split_seed: int,
-    group_column: str | None,
+    holdout: Holdout,
 ) -> tuple[dict[str, dict[str, Dataset]], dict[str, dict[str, list[str]]], dict[str, Any]]:
     """One pool of rows split by seed (optionally by group), or as an earlier run's `splits.json` says."""
     pool = head(_concat([ds[k] for k in names]), max_samples)
@@ -108,8 +119,7 @@ def _pooled(
     if splits_file:
         meta["source"], sets = f"file:{splits_file}", sets_from_file(splits_file, ids)
     else:
-        groups = pool[group_column] if group_column else None
-        index = split_indices(len(pool), val_fraction, test_fraction, split_seed, groups)
+        index = holdout.split(pool)
         meta["source"] = "random"
         train = names[0] if len(names) == 1 else "train"
         sets = {"train": {train: index["train"]}, "validation": {"validation": index["validation"]},
