@@ -23,6 +23,7 @@ from pathlib import Path
 
 import datasets
 from datasets import Audio, Dataset, DatasetDict, Features, Value
+from filelock import FileLock
 
 log = logging.getLogger(__name__)
 
@@ -380,11 +381,14 @@ def _write_if_changed(path: Path, text: str) -> None:
     # The json builder keys its cache on the file's modification time: rewriting an unchanged manifest would
     # give a new fingerprint, and every cached index `map` would run again
     data = text.encode("utf-8")
-    if path.is_file() and path.read_bytes() == data:
-        return
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(data)
-    os.replace(tmp.name, path)  # atomic: a reader (another rank) sees the old manifest or the new one
+    # DDP ranks scan the same folder at once: under the lock only the first writes, the others find its bytes and
+    # keep its modification time, so every rank gets one fingerprint and reuses one cached index
+    with FileLock(str(path) + ".lock"):
+        if path.is_file() and path.read_bytes() == data:
+            return
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+            tmp.write(data)
+        os.replace(tmp.name, path)  # atomic: a reader sees the old manifest or the new one
 
 
 def _audio_cells(names: list[str], folder: str) -> dict:
