@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import train
-from asr_lightning.callbacks import ExceptionCheckpoint, PredictionTables
+from asr_lightning.callbacks import ExceptionCheckpoint, PredictionTables, ValidateFrom
 
 
 def test_training_logs_throughput_and_padding_efficiency(demo_cfg, tmp_path: Path) -> None:
@@ -43,3 +43,17 @@ def test_bad_arguments_name_the_config_key(tmp_path: Path) -> None:
     assert ExceptionCheckpoint(tmp_path).path == tmp_path / "on_exception.ckpt"
     with pytest.raises(ValueError, match="callbacks.prediction_tables.num_samples must be >= 0, got -1"):
         PredictionTables(num_samples=-1)
+    with pytest.raises(ValueError, match="callbacks.validate_from.step must be >= 0"):
+        ValidateFrom(step=-1)
+
+
+def test_no_validation_runs_before_validate_from_step(demo_cfg, tmp_path: Path) -> None:
+    # 48 clips in batches of 8 over ~6 steps an epoch, validating every 2 steps: from step 4 on only
+    cfg = demo_cfg("trainer.max_steps=8", "trainer.check_val_every_n_epoch=null", "trainer.val_check_interval=2",
+                   "callbacks.validate_from.step=4", "validate=true")  # fmt: skip
+    metrics = train.train(cfg)
+    rows = list(csv.DictReader(next((tmp_path / "run").rglob("metrics.csv")).open()))
+    # Lightning logs a validation at the count of batches stepped before it: the one after step 2 shows as 1
+    steps = sorted({int(r["step"]) for r in rows if r.get("val/wer")})
+    assert steps[:3] == [3, 5, 7], steps  # after steps 4, 6 and 8; none after step 2
+    assert "val/wer" in metrics  # the scoring after fit validates whatever the step

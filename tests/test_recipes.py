@@ -61,6 +61,8 @@ def test_recipe_equals_its_fairseq_config(name: str, tmp_path: Path) -> None:
     assert cfg["callbacks"]["model_checkpoint"]["monitor"] == "val/wer"
     assert data["test_splits"] == ["test-clean", "test-other"]
     assert data["max_batch_seconds"] == 200.0  # max_tokens 3.2 M samples at 16 kHz
+    # validate_after_updates: 10000 in the three Libri-light configs, absent (0) in base_100h/960h
+    assert cfg["callbacks"]["validate_from"]["step"] == (10_000 if name.startswith("librilight") else 0)
 
 
 @pytest.mark.parametrize("name", sorted(FAIRSEQ))

@@ -1,6 +1,6 @@
 # python train.py callbacks=default   (every callback below is in it)
-"""The package's Lightning callbacks: the checkpoint written on a crash, training throughput, W&B prediction
-tables."""
+"""The package's Lightning callbacks: the checkpoint written on a crash, validation from a step on, training
+throughput, W&B prediction tables."""
 
 from __future__ import annotations
 
@@ -92,6 +92,40 @@ class RunCheckpoint(ModelCheckpoint):
                 state_dict[key] = moved(state_dict.get(key, ""))
             state_dict["best_k_models"] = {moved(k): v for k, v in state_dict.get("best_k_models", {}).items()}
         super().load_state_dict(state_dict)
+
+
+class ValidateFrom(L.Callback):
+    """No validation before optimiser step `step` (fairseq's `validate_after_updates`): the recipes whose first
+    10,000 updates train the CTC head alone validate only once the encoder trains, as fairseq does.
+
+    Lightning has no such setting; `trainer.limit_val_batches = 0` is how it turns validation off, so it is 0
+    until the step, then what it was. It depends on the global step only: a resumed run validates as an
+    uninterrupted one.
+
+    Args:
+        step: the first optimiser step after which validation may run; 0: from the start.
+    """
+
+    def __init__(self, step: int = 0) -> None:
+        if step < 0:
+            raise ValueError(f"callbacks.validate_from.step must be >= 0, got {step}")
+        self.step = step
+        self._limit: int | float | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._limit = trainer.limit_val_batches
+        self._apply(trainer)
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self._apply(trainer)  # before the loop decides whether to validate after this batch
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._limit is not None:  # the scoring after fit validates and tests in full
+            trainer.limit_val_batches = self._limit
+
+    def _apply(self, trainer: L.Trainer) -> None:
+        if self._limit is not None:
+            trainer.limit_val_batches = 0 if trainer.global_step < self.step else self._limit
 
 
 class ThroughputLogger(L.Callback):
