@@ -4,6 +4,8 @@ an audiofolder, with the audio left undecoded (`Audio(decode=False)`: bytes or a
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +49,7 @@ def load_source(
         ValueError: a config the dataset does not have (from its card, before any download), or a split it lacks.
         KeyError: a missing column, naming the columns there are and the `data.` keys to set.
     """
-    layout = HUB_LAYOUTS.get(dataset) if data_dir else None
-    layout = dataset if dataset in LAYOUTS else layout
+    layout = _layout(dataset, data_dir)
     if dataset == "audiofolder" or layout:
         if not Path(data_dir).is_dir():
             raise FileNotFoundError(f"data.data_dir={data_dir} is not a directory (a {layout or dataset} folder)")
@@ -60,7 +61,7 @@ def load_source(
         else:
             ds = load_audiofolder(data_dir, audio_column, cache_dir)
     else:
-        try:  # an unknown config fails here, from the dataset's card, before any data is downloaded
+        with _config_error(dataset, config):  # an unknown config fails from the card, before any download
             options = {"split": list(splits)} if splits else {}
             if Path(dataset).exists():
                 ds = datasets.load_dataset(dataset, name=config, data_dir=data_dir, cache_dir=cache_dir, **options)
@@ -68,10 +69,6 @@ def load_source(
                 ds = hub.load_dataset(dataset, name=config, revision=revision, cache_dir=cache_dir, **options)
             if splits:
                 ds = DatasetDict(zip(splits, ds, strict=True))
-        except ValueError as err:
-            if "BuilderConfig" not in str(err):
-                raise
-            raise ValueError(f"data.config={config!r} is not a config of {dataset}: {err}") from None
     for split in ds.values():
         missing = {audio_column, *columns} - set(split.column_names)
         if missing:
@@ -87,19 +84,15 @@ def load_source(
 def source_splits(dataset: str, config: str | None, revision: str | None, data_dir: str | None) -> list[str] | None:
     """The split names a source offers, read without loading them (a corpus folder's listing, a dataset card);
     None for an audiofolder, whose few splits are loaded whole."""
-    layout = dataset if dataset in LAYOUTS else (HUB_LAYOUTS.get(dataset) if data_dir else None)
+    layout = _layout(dataset, data_dir)
     if layout:
         return corpus_splits(layout, data_dir)
     if dataset == "audiofolder":
         return None
-    try:
+    with _config_error(dataset, config):
         if Path(dataset).exists():
             return datasets.get_dataset_split_names(dataset, config_name=config, data_dir=data_dir)
         return hub.split_names(dataset, config_name=config, revision=revision)
-    except ValueError as err:
-        if "BuilderConfig" not in str(err):
-            raise
-        raise ValueError(f"data.config={config!r} is not a config of {dataset}: {err}") from None
 
 
 def load_stream_source(
@@ -183,6 +176,25 @@ def readable(ds: Dataset, column: str) -> list[Any]:
     """A column's values, with class labels (MInDS-14's `intent_class`) as their names."""
     feature = ds.features[column]
     return feature.int2str(ds[column]) if isinstance(feature, datasets.ClassLabel) else ds[column]
+
+
+def _layout(dataset: str, data_dir: str | None) -> str | None:
+    """The corpus layout (`corpora.LAYOUTS`) that `dataset` is read from: a layout name, or a Hub corpus whose
+    download folder is `data_dir`; None for Hub ids, dataset dirs and audiofolders."""
+    if dataset in LAYOUTS:
+        return dataset
+    return HUB_LAYOUTS.get(dataset) if data_dir else None
+
+
+@contextlib.contextmanager
+def _config_error(dataset: str, config: str | None) -> Iterator[None]:
+    """A config the dataset's card lacks, as an error naming the `data.config` key."""
+    try:
+        yield
+    except ValueError as err:
+        if "BuilderConfig" not in str(err):
+            raise
+        raise ValueError(f"data.config={config!r} is not a config of {dataset}: {err}") from None
 
 
 def _metadata_file(folder: Path) -> Path | None:
