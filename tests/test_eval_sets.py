@@ -275,3 +275,13 @@ def test_wandb_gets_a_table_per_test_set(
         assert logged["history"][f"test/{name}/wer"] == [pytest.approx(metrics[f"test/{name}/wer"])]
     val = json.loads(logged["tables"]["val/predictions"][0].read_text())
     assert "set" in val["columns"]
+
+
+def test_a_corpus_folder_streams_from_the_folder_not_the_hub(librispeech: Path, cache_dir: Path) -> None:
+    from asr_lightning.sources import load_stream_source
+
+    streams = load_stream_source("openslr/librispeech_asr", "all", None, str(librispeech), str(cache_dir), "audio",
+                                 ["text", "id"], num_shards=2)  # fmt: skip
+    assert "test-other" in streams and "validation.other" not in streams
+    rows = list(streams["test-other"])
+    assert rows and all(Path(r["audio"]["path"]).is_relative_to(librispeech) for r in rows)

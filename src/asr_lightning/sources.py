@@ -107,13 +107,14 @@ def load_stream_source(
 ) -> IterableDatasetDict:
     """The source's splits as `datasets.IterableDataset`s (`data.streaming=true`), the audio undecoded.
 
-    A Hub or local dataset directory streams from its files: nothing is copied. An audiofolder's metadata is
-    small and read as usual, its rows streamed in `num_shards` shards (for DDP ranks and loader workers).
+    A Hub or local dataset directory streams from its files: nothing is copied. An audiofolder's or corpus
+    folder's manifest is small and read as usual, its rows streamed in `num_shards` shards (for DDP ranks and
+    loader workers): a Hub corpus given a `data_dir` streams that folder, not the Hub.
 
     Raises:
         KeyError: a missing column, as `load_source`.
     """
-    if dataset == "audiofolder":
+    if dataset == "audiofolder" or _layout(dataset, data_dir):
         folder = load_source(dataset, config, revision, data_dir, cache_dir, audio_column, columns)
         return IterableDatasetDict({k: v.to_iterable_dataset(num_shards=num_shards) for k, v in folder.items()})
     if Path(dataset).exists():
